@@ -1,0 +1,341 @@
+"""Application Default Credentials: an ordered list of sources, and what was tried.
+
+Order (Google's documented precedence):
+
+1. ``GOOGLE_APPLICATION_CREDENTIALS`` -- a credential file; if the variable is set, the file
+   must load (a missing or broken file is an error naming the variable, never a fall-through);
+2. the gcloud well-known file -- ``$CLOUDSDK_CONFIG/application_default_credentials.json``, else
+   ``~/.config/gcloud/...`` (``%APPDATA%\\gcloud\\...`` on Windows);
+3. the Compute Engine metadata server -- skipped without any network traffic when
+   ``NO_GCE_CHECK`` is set or the machine is visibly not a Google VM; otherwise one bounded probe.
+
+Project id: ``GOOGLE_CLOUD_PROJECT`` (or ``GCLOUD_PROJECT``) → the credential file's
+``project_id`` → gcloud's ``core/project`` (``CLOUDSDK_CORE_PROJECT``, then the active
+configuration's properties file, read directly: no subprocess) → the metadata server's
+``project/project-id`` (only when credentials came from it).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _files
+from ._protocol import metadata as _md
+from .credentials import Credentials, Scoped
+from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError
+
+__all__ = [
+    "Resolution",
+    "SourceReport",
+    "default",
+    "find_default",
+    "gcloud_config_dir",
+    "load_credentials_from_dict",
+    "load_credentials_from_file",
+    "well_known_file",
+]
+
+ENV_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
+WELL_KNOWN_NAME = "application_default_credentials.json"
+LOGIN_COMMAND = "gcauth auth application-default login"
+KNOWN_TYPES = ("service_account", "authorized_user")
+#: Types Google defines that gcauth does not load yet.
+UNSUPPORTED_TYPES = ("external_account", "external_account_authorized_user",
+                     "impersonated_service_account", "gdch_service_account")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """One ADC source and what happened there."""
+
+    name: str
+    location: str | None
+    outcome: str  # "used", "not found", "skipped", "error"
+    detail: str
+
+    def line(self) -> str:
+        where = f" ({self.location})" if self.location else ""
+        return f"{self.name}{where}: {self.outcome}, {self.detail}"
+
+
+@dataclass(slots=True)
+class Resolution:
+    """What :func:`find_default` decided, and why."""
+
+    credentials: Credentials | None = None
+    project_id: str | None = None
+    source: str | None = None
+    source_location: str | None = None
+    project_source: str | None = None
+    tried: list[SourceReport] = field(default_factory=list)
+
+
+# -- locations ----------------------------------------------------------------------------
+def gcloud_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """gcloud's configuration directory (``CLOUDSDK_CONFIG`` wins)."""
+    env = os.environ if environ is None else environ
+    override = env.get("CLOUDSDK_CONFIG")
+    if override:
+        return Path(override)
+    if os.name == "nt" or sys.platform.startswith("win"):
+        appdata = env.get("APPDATA")
+        base = Path(appdata) if appdata else Path(env.get("SystemDrive", "C:") + "\\")
+        return base / "gcloud"
+    home = env.get("HOME") or str(Path.home())
+    return Path(home) / ".config" / "gcloud"
+
+
+def well_known_file(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``gcloud auth application-default login`` (and gcauth's) writes user credentials."""
+    return gcloud_config_dir(environ) / WELL_KNOWN_NAME
+
+
+# -- loading ------------------------------------------------------------------------------
+def load_credentials_from_dict(
+    info: Mapping[str, Any],
+    scopes: Sequence[str] | None = None,
+    default_scopes: Sequence[str] | None = None,
+    quota_project_id: str | None = None,
+    *,
+    source: str = "<credentials dict>",
+    **kwargs: Any,
+) -> tuple[Credentials, str | None]:
+    """Credentials from a parsed credential file, by its ``type``; returns ``(creds, project)``."""
+    if not isinstance(info, Mapping):
+        raise MalformedCredentialsError(
+            f"{source}: a credential must be a JSON object, not {type(info).__name__}.",
+            source=source)
+    kind = info.get("type")
+    credentials: Credentials
+    project_id: str | None = None
+    if kind == "service_account":
+        from . import service_account
+
+        sa = service_account.Credentials.from_service_account_info(
+            info, source=source, scopes=scopes, default_scopes=default_scopes, **kwargs)
+        credentials, project_id = sa, sa.project_id
+    elif kind == "authorized_user":
+        from . import authorized_user
+
+        credentials = authorized_user.Credentials.from_authorized_user_info(
+            info, scopes, source=source, default_scopes=default_scopes, **kwargs)
+    elif kind in UNSUPPORTED_TYPES:
+        raise MalformedCredentialsError(
+            f"{source}: credential type {kind!r} is not supported by gcauth yet (supported: "
+            f"{', '.join(KNOWN_TYPES)}). Use a service account key or "
+            f"`{LOGIN_COMMAND}`.", source=source, field="type")
+    else:
+        got = "has no 'type' field" if kind is None else f"has unknown type {kind!r}"
+        raise MalformedCredentialsError(
+            f"{source} {got}; known types: {', '.join(KNOWN_TYPES)}. Use a service account JSON "
+            f"key, or run `{LOGIN_COMMAND}`.", source=source, field="type")
+    if quota_project_id:
+        credentials = credentials.with_quota_project(quota_project_id)
+    return credentials, project_id
+
+
+def load_credentials_from_file(
+    filename: str | os.PathLike[str],
+    scopes: Sequence[str] | None = None,
+    default_scopes: Sequence[str] | None = None,
+    quota_project_id: str | None = None,
+    **kwargs: Any,
+) -> tuple[Credentials, str | None]:
+    """Credentials from a credential file of any supported type; returns ``(creds, project)``."""
+    name = os.fspath(filename)
+    info = _files.read_json_file(name, fix="point at a service account key or an ADC user file")
+    return load_credentials_from_dict(info, scopes, default_scopes, quota_project_id,
+                                      source=name, **kwargs)
+
+
+# -- discovery ----------------------------------------------------------------------------
+def _from_env(env: Mapping[str, str], res: Resolution, load: Any) -> bool:
+    path = env.get(ENV_CREDENTIALS)
+    if not path:
+        res.tried.append(
+            SourceReport(ENV_CREDENTIALS, None, "not found", "the variable is not set"))
+        return False
+    try:
+        creds, project = load(path)
+    except MalformedCredentialsError as exc:
+        raise MalformedCredentialsError(
+            f"{ENV_CREDENTIALS} is set to {path!r}, but that file cannot be used: {exc} "
+            f"Fix the file, or unset {ENV_CREDENTIALS} to let ADC look elsewhere.",
+            source=exc.source, field=exc.field) from None
+    res.credentials, res.project_id = creds, project
+    res.source, res.source_location = ENV_CREDENTIALS, path
+    res.tried.append(SourceReport(ENV_CREDENTIALS, path, "used", _kind(creds)))
+    return True
+
+
+def _from_well_known(env: Mapping[str, str], res: Resolution, load: Any) -> bool:
+    path = well_known_file(env)
+    if not path.exists() and not path.is_symlink():
+        res.tried.append(SourceReport("gcloud ADC file", str(path), "not found",
+                                      f"no such file (create it with `{LOGIN_COMMAND}`)"))
+        return False
+    _files.check_link_inside(path, gcloud_config_dir(env), what="gcloud ADC file")
+    try:
+        creds, project = load(path)
+    except MalformedCredentialsError as exc:
+        raise MalformedCredentialsError(
+            f"The gcloud ADC file {path} cannot be used: {exc} Run `{LOGIN_COMMAND}` to "
+            "write it again.", source=exc.source, field=exc.field) from None
+    res.credentials, res.project_id = creds, project
+    res.source, res.source_location = "gcloud ADC file", str(path)
+    res.tried.append(SourceReport("gcloud ADC file", str(path), "used", _kind(creds)))
+    return True
+
+
+def _from_metadata(env: Mapping[str, str], res: Resolution, request: Any,
+                   scopes: Sequence[str] | None, default_scopes: Sequence[str] | None,
+                   timeout: float | None) -> bool:
+    from . import compute_engine
+    from ._http import run_sync
+    from .transport import resolve_request
+
+    where = _md.metadata_host(env)
+    if _md.check_disabled(env):
+        res.tried.append(SourceReport("metadata server", where, "skipped",
+                                      "NO_GCE_CHECK is set"))
+        return False
+    residency, why = _md.Residency.UNKNOWN, "GCE_METADATA_HOST/GCE_METADATA_IP is set"
+    if not _md.overridden(env):
+        residency, why = _md.detect_residency(env)
+        if residency == _md.Residency.OFF:
+            res.tried.append(SourceReport("metadata server", where, "skipped",
+                                          f"not probed: {why}"))
+            return False
+    default_timeout = (_md.ON_GCE_PROBE_TIMEOUT if residency == _md.Residency.ON
+                       else _md.PROBE_TIMEOUT)
+    wait = timeout if timeout is not None else _md.probe_timeout(default_timeout, env)
+    attempts = 3 if residency == _md.Residency.ON else 1
+    found = run_sync(_md.ping_flow(wait, env, attempts), resolve_request(request).send)
+    if not found:
+        res.tried.append(SourceReport(
+            "metadata server", _md.ping_host(env), "not found",
+            f"no metadata server answered within {wait:g} s ({why})"))
+        return False
+    res.credentials = compute_engine.Credentials(scopes=scopes, default_scopes=default_scopes)
+    res.source, res.source_location = "metadata server", where
+    res.tried.append(SourceReport("metadata server", where, "used", "Compute Engine credentials"))
+    return True
+
+
+def _kind(creds: Credentials) -> str:
+    email = getattr(creds, "service_account_email", None)
+    name = type(creds).__module__.rsplit(".", 1)[-1].replace("_", " ")
+    return f"{name} credentials" + (f" for {email}" if email else "")
+
+
+def gcloud_project(environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
+    """gcloud's ``core/project`` without running gcloud: ``(project, where it came from)``."""
+    env = os.environ if environ is None else environ
+    if env.get("CLOUDSDK_CORE_PROJECT"):
+        return env["CLOUDSDK_CORE_PROJECT"], "CLOUDSDK_CORE_PROJECT"
+    config = gcloud_config_dir(env)
+    name = env.get("CLOUDSDK_ACTIVE_CONFIG_NAME")
+    if not name:
+        try:
+            name = (config / "active_config").read_text(encoding="utf-8").strip() or "default"
+        except (OSError, UnicodeDecodeError):
+            name = "default"
+    candidates = [config / "configurations" / f"config_{name}", config / "properties"]
+    for path in candidates:
+        parser = configparser.ConfigParser(interpolation=None)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except (OSError, UnicodeDecodeError, configparser.Error):
+            continue
+        project = parser.get("core", "project", fallback="").strip()
+        if project:
+            return project, str(path)
+    return None, None
+
+
+def find_default(
+    scopes: Sequence[str] | None = None,
+    *,
+    request: Any = None,
+    quota_project_id: str | None = None,
+    default_scopes: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    metadata_timeout: float | None = None,
+) -> Resolution:
+    """Run ADC discovery and return everything it learned (``explain`` prints this)."""
+    env = os.environ if environ is None else environ
+    res = Resolution()
+
+    def load(path: str | os.PathLike[str]) -> tuple[Credentials, str | None]:
+        return load_credentials_from_file(path, scopes, default_scopes)
+
+    if not (_from_env(env, res, load) or _from_well_known(env, res, load)
+            or _from_metadata(env, res, request, scopes, default_scopes, metadata_timeout)):
+        return res
+    assert res.credentials is not None
+    quota = quota_project_id or env.get("GOOGLE_CLOUD_QUOTA_PROJECT")
+    if quota:
+        res.credentials = res.credentials.with_quota_project(quota)
+    file_project = res.project_id
+    res.project_id = None
+    for var in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
+        if env.get(var):
+            res.project_id, res.project_source = env[var], var
+            break
+    else:
+        if file_project:
+            res.project_id, res.project_source = file_project, "credential file project_id"
+        else:
+            project, where = gcloud_project(env)
+            if project:
+                res.project_id, res.project_source = project, f"gcloud config {where}"
+            elif res.source == "metadata server":
+                from . import compute_engine
+
+                try:
+                    res.project_id = compute_engine.get_project_id(request)
+                    res.project_source = "metadata server project/project-id"
+                except GCAuthError:
+                    res.project_source = None
+    return res
+
+
+def default(
+    scopes: Sequence[str] | None = None,
+    request: Any = None,
+    quota_project_id: str | None = None,
+    default_scopes: Sequence[str] | None = None,
+) -> tuple[Credentials, str | None]:
+    """Application Default Credentials: ``(credentials, project_id)``.
+
+    Raises :class:`~gcauth.exceptions.DefaultCredentialsError` listing every source tried and
+    how to fix it when nothing is found.
+    """
+    res = find_default(scopes, request=request, quota_project_id=quota_project_id,
+                       default_scopes=default_scopes)
+    if res.credentials is None:
+        raise DefaultCredentialsError(not_found_message(res))
+    credentials = res.credentials
+    if isinstance(credentials, Scoped) and scopes is not None and credentials.scopes is None:
+        credentials = credentials.with_scopes(scopes, default_scopes)
+    return credentials, res.project_id
+
+
+def not_found_message(res: Resolution) -> str:
+    lines = ["Could not find Application Default Credentials. Tried, in order:"]
+    lines += [f"  {n}. {report.line()}" for n, report in enumerate(res.tried, 1)]
+    lines += [
+        "Fix it with one of:",
+        f"  - run `{LOGIN_COMMAND}` to use your own Google account;",
+        f"  - set {ENV_CREDENTIALS}=/path/to/service-account-key.json;",
+        "  - run on Google Cloud with a service account attached to the resource.",
+        "See https://cloud.google.com/docs/authentication/provide-credentials-adc",
+    ]
+    return "\n".join(lines)

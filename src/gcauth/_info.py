@@ -1,0 +1,41 @@
+"""Reading fields out of credential mappings with errors that name the source and field."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .exceptions import MalformedCredentialsError
+
+__all__ = ["optional_str", "require_str", "require_type"]
+
+
+def require_type(info: Mapping[str, Any], expected: str, source: str, fix: str) -> None:
+    kind = info.get("type")
+    if kind != expected:
+        got = "no 'type' field" if kind is None else f"type {kind!r}"
+        raise MalformedCredentialsError(
+            f"{source}: expected a credential of type {expected!r}, got {got}. {fix}",
+            source=source, field="type")
+
+
+def require_str(info: Mapping[str, Any], field: str, source: str, fix: str) -> str:
+    value = info.get(field)
+    if value is None:
+        raise MalformedCredentialsError(
+            f"{source}: required field {field!r} is missing. {fix}", source=source, field=field)
+    if not isinstance(value, str) or not value:
+        raise MalformedCredentialsError(
+            f"{source}: field {field!r} must be a non-empty string. {fix}",
+            source=source, field=field)
+    return value
+
+
+def optional_str(info: Mapping[str, Any], field: str, source: str) -> str | None:
+    value = info.get(field)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MalformedCredentialsError(
+            f"{source}: field {field!r} must be a string.", source=source, field=field)
+    return value

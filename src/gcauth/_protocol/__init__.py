@@ -1,0 +1,1 @@
+"""Pure protocol code, one module per specification. No I/O, no clocks, no globals."""

@@ -1,0 +1,198 @@
+"""OAuth 2.0 token endpoint (RFC 6749 §3.2, §4.1.3, §5, §6) as pure functions and flows.
+
+``token_request`` builds the POST, ``parse_token_response`` reads the reply (success per §5.1,
+error per §5.2) and ``token_exchange`` is the flow that sends it with bounded, jittered retries
+(:mod:`gcauth._retry`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from .._http import DEFAULT_TIMEOUT, Flow, HttpRequest, HttpResponse
+from .._retry import RetryPolicy, with_retries
+from ..exceptions import RefreshError
+
+__all__ = [
+    "GOOGLE_TOKEN_URI",
+    "TokenResponse",
+    "parse_token_response",
+    "token_exchange",
+    "token_request",
+]
+
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+FORM = "application/x-www-form-urlencoded"
+
+#: RFC 6749 §5.2 codes (and Google's extras) that a retry may cure.
+RETRYABLE_ERRORS = frozenset({"temporarily_unavailable", "server_error", "internal_failure"})
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+
+#: What to tell the user for each permanent RFC 6749 error.
+_HINTS = {
+    "invalid_grant": "the grant (refresh token, assertion or code) is invalid, expired or revoked",
+    "invalid_scope": "ask only for scopes this client or account is allowed",
+    "unauthorized_client": (
+        "this client may not use this grant; for a service account with `subject`, grant it "
+        "domain-wide delegation for these scopes in the Admin console"),
+    "invalid_client": "check client_id and client_secret in the credential file",
+    "unsupported_grant_type": "the server does not support this grant type",
+    "invalid_request": "the request was malformed; check the credential file's fields",
+    "access_denied": "the user or administrator denied access",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResponse:
+    """A successful token response (RFC 6749 §5.1). Secrets are kept out of ``repr``."""
+
+    access_token: str | None = field(repr=False)
+    expires_in: float | None
+    token_type: str
+    refresh_token: str | None = field(repr=False)
+    scope: tuple[str, ...] | None
+    id_token: str | None = field(repr=False)
+    raw: Mapping[str, Any] = field(repr=False)
+
+    def expiry(self, now: datetime) -> datetime | None:
+        return None if self.expires_in is None else now + timedelta(seconds=self.expires_in)
+
+
+def token_request(
+    token_uri: str,
+    params: Mapping[str, str],
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> HttpRequest:
+    """Build the form-encoded POST to the token endpoint (RFC 6749 §4.1.3, §6)."""
+    all_headers = {"Content-Type": FORM, "Accept": "application/json"}
+    if headers:
+        all_headers.update(headers)
+    body = urlencode({k: v for k, v in params.items() if v is not None}).encode("ascii")
+    return HttpRequest("POST", token_uri, all_headers, body, timeout)
+
+
+def _retry_after(response: HttpResponse) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: fall back to our own backoff
+
+
+def parse_error(response: HttpResponse, endpoint: str, *, what: str = "token") -> RefreshError:
+    """Turn a non-2xx reply into a :class:`RefreshError` (RFC 6749 §5.2), redacting nothing
+    sensitive because error bodies carry no secrets; the raw body is not copied into the text."""
+    error = description = uri = None
+    try:
+        data = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict):
+        raw_error = data.get("error")
+        if isinstance(raw_error, str):
+            error = raw_error
+            if isinstance(data.get("error_description"), str):
+                description = data["error_description"]
+            if isinstance(data.get("error_uri"), str):
+                uri = data["error_uri"]
+        elif isinstance(raw_error, dict):  # Google API style {"error": {"message", "status"}}
+            error = str(raw_error.get("status") or raw_error.get("code") or "") or None
+            if isinstance(raw_error.get("message"), str):
+                description = raw_error["message"]
+    status = response.status
+    retryable = status in RETRYABLE_STATUS or (error in RETRYABLE_ERRORS)
+    if error in _HINTS and not retryable:
+        hint = _HINTS[error]
+    elif retryable:
+        hint = "the server reported a temporary failure; retries were exhausted"
+    else:
+        hint = "see the error description"
+    text = f"{what} request to {endpoint} failed: HTTP {status}"
+    if error:
+        text += f", error {error!r}"
+    if description:
+        text += f" ({description[:300]})"
+    text += f". Fix: {hint}."
+    return RefreshError(
+        text, error=error, error_description=description, error_uri=uri, status=status,
+        endpoint=endpoint, retryable=retryable, retry_after=_retry_after(response))
+
+
+def parse_token_response(
+    response: HttpResponse, endpoint: str, *, require_access_token: bool = True
+) -> TokenResponse:
+    """Read a token endpoint reply; any failure is a :class:`RefreshError` naming ``endpoint``."""
+    if not 200 <= response.status < 300:
+        raise parse_error(response, endpoint)
+    try:
+        data = json.loads(response.body)
+    except (ValueError, UnicodeDecodeError):
+        raise RefreshError(
+            f"token endpoint {endpoint} replied HTTP {response.status} with a body that is not "
+            "JSON (truncated, or not a token endpoint). Fix: check the token_uri; retrying may "
+            "help.",
+            status=response.status, endpoint=endpoint, retryable=True) from None
+    if not isinstance(data, dict):
+        raise RefreshError(f"token endpoint {endpoint} replied with JSON that is not an object.",
+                           status=response.status, endpoint=endpoint, retryable=True)
+    access_token = data.get("access_token")
+    id_token = data.get("id_token")
+    if require_access_token and not isinstance(access_token, str):
+        raise RefreshError(
+            f"token endpoint {endpoint} replied without an access_token (fields: "
+            f"{', '.join(sorted(map(str, data)))}). Fix: check the token_uri points at an "
+            "OAuth 2.0 token endpoint.", status=response.status, endpoint=endpoint)
+    expires_in: float | None = None
+    raw_expires = data.get("expires_in")
+    if raw_expires is not None:
+        try:
+            expires_in = float(raw_expires)
+        except (TypeError, ValueError):
+            raise RefreshError(f"token endpoint {endpoint} sent a non-numeric expires_in.",
+                               status=response.status, endpoint=endpoint) from None
+    scope = data.get("scope")
+    refresh_token = data.get("refresh_token")
+    token_type = data.get("token_type", "Bearer")
+    return TokenResponse(
+        access_token=access_token if isinstance(access_token, str) else None,
+        expires_in=expires_in,
+        token_type=token_type if isinstance(token_type, str) else "Bearer",
+        refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+        scope=tuple(scope.split()) if isinstance(scope, str) else None,
+        id_token=id_token if isinstance(id_token, str) else None,
+        raw=data,
+    )
+
+
+def token_exchange(
+    token_uri: str,
+    params: Mapping[str, str],
+    *,
+    headers: Mapping[str, str] | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    require_access_token: bool = True,
+) -> Flow[TokenResponse]:
+    """Flow: POST ``params`` to ``token_uri`` and parse the reply, retrying transient failures."""
+    request = token_request(token_uri, params, headers=headers, timeout=timeout)
+
+    def attempt() -> Flow[TokenResponse]:
+        response = yield request
+        assert response is not None
+        return parse_token_response(
+            response, request.endpoint, require_access_token=require_access_token)
+
+    return with_retries(attempt, retry)
+
+
+def scopes_param(scopes: Sequence[str] | None) -> str | None:
+    return " ".join(scopes) if scopes else None

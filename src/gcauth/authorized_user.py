@@ -1,0 +1,217 @@
+"""User credentials: an OAuth 2.0 refresh token (RFC 6749 §6), as the ADC user file holds.
+
+This is what ``gcauth auth application-default login`` (like gcloud's) writes::
+
+    {"type": "authorized_user", "client_id": ..., "client_secret": ...,
+     "refresh_token": ..., "quota_project_id": ...}
+
+``quota_project_id`` is sent as ``X-Goog-User-Project`` on API requests (AIP-4113).
+The constructor mirrors ``google.oauth2.credentials.Credentials``.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from . import _files
+from ._endpoints import check_endpoint
+from ._http import Flow
+from ._info import optional_str, require_str, require_type
+from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, scopes_param, token_exchange
+from ._retry import RetryPolicy
+from .credentials import Scoped, _scope_tuple
+from .exceptions import MalformedCredentialsError, RefreshError
+from .tokens import Clock, Token
+
+__all__ = ["Credentials"]
+
+LOGIN_COMMAND = "gcauth auth application-default login"
+_FIX = f"Run `{LOGIN_COMMAND}` to create a new one."
+
+
+class Credentials(Scoped):
+    """A user's refresh token plus the OAuth client it was issued to."""
+
+    def __init__(
+        self,
+        token: str | None = None,
+        refresh_token: str | None = None,
+        id_token: str | None = None,
+        token_uri: str | None = GOOGLE_TOKEN_URI,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        scopes: Sequence[str] | None = None,
+        default_scopes: Sequence[str] | None = None,
+        quota_project_id: str | None = None,
+        expiry: datetime | None = None,
+        *,
+        granted_scopes: Sequence[str] | None = None,
+        account: str | None = None,
+        universe_domain: str = "googleapis.com",
+        retry: RetryPolicy | None = None,
+        clock: Clock | None = None,
+    ):
+        super().__init__(quota_project_id=quota_project_id, clock=clock)
+        self._refresh_token = refresh_token
+        self._id_token = id_token
+        self._token_uri = token_uri or GOOGLE_TOKEN_URI
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scopes = _scope_tuple(scopes)
+        self._default_scopes = _scope_tuple(default_scopes)
+        self._granted_scopes = _scope_tuple(granted_scopes)
+        self._account = account
+        self._universe_domain = universe_domain
+        self._retry = retry
+        self._rotation_lock = threading.Lock()
+        if token is not None:
+            from .tokens import Token as _Token
+
+            if expiry is not None and expiry.tzinfo is None:
+                from datetime import timezone
+
+                expiry = expiry.replace(tzinfo=timezone.utc)
+            self._cache.set(_Token(token, expiry=expiry, scopes=self._scopes, id_token=id_token))
+
+    # -- constructors ---------------------------------------------------------------------
+    @classmethod
+    def from_authorized_user_info(
+        cls,
+        info: Mapping[str, Any],
+        scopes: Sequence[str] | None = None,
+        *,
+        allowed_hosts: Collection[str] = (),
+        source: str = "<authorized user info>",
+        **kwargs: Any,
+    ) -> Credentials:
+        """Build from an ADC user file's content (``type: authorized_user``)."""
+        if not isinstance(info, Mapping):
+            raise MalformedCredentialsError(
+                f"{source}: authorized user info must be a JSON object. {_FIX}", source=source)
+        if "type" in info:
+            require_type(info, "authorized_user", source, _FIX)
+        client_id = require_str(info, "client_id", source, _FIX)
+        client_secret = require_str(info, "client_secret", source, _FIX)
+        refresh_token = require_str(info, "refresh_token", source, _FIX)
+        token_uri = optional_str(info, "token_uri", source) or GOOGLE_TOKEN_URI
+        check_endpoint(token_uri, field="token_uri", source=source, allowed_hosts=allowed_hosts)
+        raw_scopes = info.get("scopes")
+        if scopes is None and raw_scopes is not None:
+            if isinstance(raw_scopes, str) or (
+                isinstance(raw_scopes, list) and all(isinstance(s, str) for s in raw_scopes)
+            ):
+                scopes = _scope_tuple(raw_scopes)
+            else:
+                raise MalformedCredentialsError(
+                    f"{source}: field 'scopes' must be a list of strings.",
+                    source=source, field="scopes")
+        kwargs.setdefault("quota_project_id", optional_str(info, "quota_project_id", source))
+        kwargs.setdefault("account", optional_str(info, "account", source))
+        kwargs.setdefault("universe_domain",
+                          optional_str(info, "universe_domain", source) or "googleapis.com")
+        return cls(None, refresh_token=refresh_token, token_uri=token_uri, client_id=client_id,
+                   client_secret=client_secret, scopes=scopes, **kwargs)
+
+    @classmethod
+    def from_authorized_user_file(
+        cls, filename: str | os.PathLike[str], scopes: Sequence[str] | None = None, **kwargs: Any
+    ) -> Credentials:
+        name = os.fspath(filename)
+        info = _files.read_json_file(name, what="authorized user file",
+                                     fix=f"run `{LOGIN_COMMAND}` to create it again")
+        return cls.from_authorized_user_info(info, scopes, source=name, **kwargs)
+
+    # -- configuration --------------------------------------------------------------------
+    @property
+    def refresh_token(self) -> str | None:
+        return self._refresh_token
+
+    @property
+    def id_token(self) -> str | None:
+        token = self._cache.token
+        return token.id_token if token is not None and token.id_token else self._id_token
+
+    @property
+    def token_uri(self) -> str:
+        return self._token_uri
+
+    @property
+    def client_id(self) -> str | None:
+        return self._client_id
+
+    @property
+    def client_secret(self) -> str | None:
+        return self._client_secret
+
+    @property
+    def granted_scopes(self) -> tuple[str, ...] | None:
+        return self._granted_scopes
+
+    @property
+    def account(self) -> str | None:
+        return self._account
+
+    @property
+    def requires_scopes(self) -> bool:
+        return False
+
+    def to_json(self, strip: Sequence[str] | None = None) -> str:
+        """The ADC user file content, as JSON (``strip`` names fields to leave out)."""
+        import json
+
+        data: dict[str, Any] = {
+            "type": "authorized_user",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+            "refresh_token": self._refresh_token,
+        }
+        if self._token_uri != GOOGLE_TOKEN_URI:
+            data["token_uri"] = self._token_uri
+        if self._quota_project_id:
+            data["quota_project_id"] = self._quota_project_id
+        if self._account:
+            data["account"] = self._account
+        if self._universe_domain != "googleapis.com":
+            data["universe_domain"] = self._universe_domain
+        for name in strip or ():
+            data.pop(name, None)
+        return json.dumps(data, indent=2, sort_keys=True)
+
+    # -- tokens ---------------------------------------------------------------------------
+    def token_flow(self, now: datetime) -> Flow[Token]:
+        if not (self._refresh_token and self._client_id and self._client_secret):
+            raise RefreshError(
+                "these user credentials cannot refresh: refresh_token, client_id and "
+                f"client_secret are all needed. {_FIX}", endpoint=self._token_uri)
+        params = {
+            "grant_type": "refresh_token",
+            "refresh_token": self._refresh_token,
+            "client_id": self._client_id,
+            "client_secret": self._client_secret,
+        }
+        scope = scopes_param(self._scopes)
+        if scope:
+            params["scope"] = scope
+        try:
+            reply = yield from token_exchange(self._token_uri, params, retry=self._retry)
+        except RefreshError as exc:
+            if exc.error == "invalid_grant":
+                raise RefreshError(
+                    f"{exc} Your login has expired or was revoked: run `{LOGIN_COMMAND}` "
+                    "to log in again.", error=exc.error, error_description=exc.error_description,
+                    status=exc.status, endpoint=exc.endpoint, retryable=False) from None
+            raise
+        if reply.refresh_token and reply.refresh_token != self._refresh_token:
+            with self._rotation_lock:  # RFC 6749 §6: the server may rotate the refresh token
+                self._refresh_token = reply.refresh_token
+        assert reply.access_token is not None
+        return Token(reply.access_token, expiry=reply.expiry(now),
+                     scopes=reply.scope or self._scopes, id_token=reply.id_token, issued_at=now)
+
+    def _describe(self) -> str:
+        return (f"account={self._account!r} client_id={self._client_id!r} "
+                f"scopes={self._scopes!r} quota_project_id={self._quota_project_id!r}")

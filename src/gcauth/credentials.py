@@ -1,0 +1,225 @@
+"""The base every credential type shares.
+
+A credential is *configuration* (who, which scopes, which endpoint: set at construction and
+changed only through ``with_*`` methods, which return copies) plus a sans-IO
+:meth:`Credentials.token_flow` that says how to get a token. The only mutable part is the
+:class:`~gcauth.tokens.TokenCache`, which makes a credential safe to share between threads and
+event loops.
+
+For users of google-auth, the familiar members are here: ``token``, ``expiry``, ``valid``,
+``expired``, ``refresh(request)``, ``apply(headers)``, ``before_request(...)``,
+``quota_project_id``, ``with_scopes``, ``with_quota_project``.
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from collections.abc import MutableMapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._http import Flow, run_async, run_sync
+from .tokens import Clock, Token, TokenCache, TokenState
+
+if TYPE_CHECKING:
+    from .transport import AsyncRequest, Request
+
+__all__ = ["Credentials", "Scoped", "Signing"]
+
+C = TypeVar("C", bound="Credentials")
+
+QUOTA_PROJECT_HEADER = "x-goog-user-project"
+
+
+class Credentials(abc.ABC):
+    """Base class: a source of access tokens plus the headers that go with them."""
+
+    def __init__(self, *, quota_project_id: str | None = None, clock: Clock | None = None):
+        self._quota_project_id = quota_project_id
+        self._cache = TokenCache(clock)
+
+    # -- what subclasses provide ----------------------------------------------------------
+    @abc.abstractmethod
+    def token_flow(self, now: datetime) -> Flow[Token]:
+        """The sans-IO flow that obtains a new token at ``now``."""
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def quota_project_id(self) -> str | None:
+        """Project billed for quota; sent as ``X-Goog-User-Project`` (AIP-4113)."""
+        return self._quota_project_id
+
+    @property
+    def token(self) -> str | None:
+        """The current access token string, or ``None`` before the first refresh."""
+        token = self._cache.token
+        return None if token is None else token.access_token
+
+    @property
+    def current_token(self) -> Token | None:
+        """The cached :class:`~gcauth.tokens.Token`, whatever its state."""
+        return self._cache.token
+
+    @property
+    def expiry(self) -> datetime | None:
+        """When the current token expires (timezone-aware UTC)."""
+        token = self._cache.token
+        return None if token is None else token.expiry
+
+    @property
+    def token_state(self) -> TokenState:
+        return self._cache.state()
+
+    @property
+    def valid(self) -> bool:
+        """True when there is a token that is not about to expire."""
+        return self._cache.state() is not TokenState.INVALID
+
+    @property
+    def expired(self) -> bool:
+        token = self._cache.token
+        return token is not None and token.state(self._cache.clock()) is TokenState.INVALID
+
+    @property
+    def requires_scopes(self) -> bool:
+        return False
+
+    # -- getting tokens -------------------------------------------------------------------
+    def _fetch_sync(self, request: Request | None) -> Token:
+        from .transport import resolve_request
+
+        sender = resolve_request(request)
+        return run_sync(self.token_flow(self._cache.clock()), sender.send)
+
+    def get_token(self, request: Request | None = None) -> Token:
+        """A usable token: cached when fresh, refreshed (once, for all callers) when not."""
+        token = self._cache._fresh()
+        if token is not None:
+            return token
+        return self._cache.get(lambda: self._fetch_sync(request))
+
+    async def aget_token(self, request: AsyncRequest) -> Token:
+        """Async :meth:`get_token`: the refresh is async I/O on the caller's event loop."""
+        token = self._cache._fresh()
+        if token is not None:
+            return token
+
+        async def fetch() -> Token:
+            return await run_async(self.token_flow(self._cache.clock()), request.send)
+
+        return await self._cache.aget(fetch)
+
+    def refresh(self, request: Request | None = None) -> None:
+        """Fetch a new token now (google-auth's ``refresh``); joins a refresh in flight."""
+        self._cache.refresh(lambda: self._fetch_sync(request))
+
+    async def arefresh(self, request: AsyncRequest) -> None:
+        async def fetch() -> Token:
+            return await run_async(self.token_flow(self._cache.clock()), request.send)
+
+        await self._cache.arefresh(fetch)
+
+    def invalidate(self, token: Token | str | None = None) -> None:
+        """Forget the cached token (only if it is still ``token``, when given): after a 401."""
+        self._cache.invalidate(token)
+
+    # -- headers --------------------------------------------------------------------------
+    def apply(self, headers: MutableMapping[str, str], token: str | None = None) -> None:
+        """Set ``Authorization`` (and the quota-project header) on ``headers``."""
+        value = token if token is not None else self.token
+        if value is None:
+            raise ValueError("no token yet: call refresh() or get_token() first")
+        headers["authorization"] = f"Bearer {value}"
+        if self._quota_project_id:
+            headers[QUOTA_PROJECT_HEADER] = self._quota_project_id
+
+    def headers_for(self, token: Token) -> dict[str, str]:
+        """The request headers that carry ``token``."""
+        result = {"authorization": f"{token.token_type} {token.access_token}"}
+        if self._quota_project_id:
+            result[QUOTA_PROJECT_HEADER] = self._quota_project_id
+        return result
+
+    def before_request(
+        self, request: Request | None, method: str, url: str, headers: MutableMapping[str, str]
+    ) -> None:
+        """google-auth's hook: make sure a token is valid, then apply it to ``headers``."""
+        headers.update(self.headers_for(self.get_token(request)))
+
+    # -- copies ---------------------------------------------------------------------------
+    def _replace(self: C, **attributes: Any) -> C:
+        clone = copy.copy(self)
+        for name, value in attributes.items():
+            setattr(clone, name, value)
+        clone._cache = TokenCache(self._cache.clock)
+        return clone
+
+    def with_quota_project(self: C, quota_project_id: str | None) -> C:
+        """A copy that bills ``quota_project_id`` (sent as ``X-Goog-User-Project``)."""
+        return self._replace(_quota_project_id=quota_project_id)
+
+    def with_clock(self: C, clock: Clock) -> C:
+        """A copy that reads time from ``clock`` (tests, simulations)."""
+        clone = self._replace()
+        clone._cache = TokenCache(clock)
+        return clone
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__qualname__} {self._describe()}>"
+
+    def _describe(self) -> str:
+        return f"quota_project_id={self._quota_project_id!r}"
+
+
+class Scoped(Credentials):
+    """Credentials whose tokens are limited to OAuth 2.0 scopes."""
+
+    _scopes: tuple[str, ...] | None = None
+    _default_scopes: tuple[str, ...] | None = None
+
+    @property
+    def scopes(self) -> tuple[str, ...] | None:
+        return self._scopes
+
+    @property
+    def default_scopes(self) -> tuple[str, ...] | None:
+        return self._default_scopes
+
+    def effective_scopes(self) -> tuple[str, ...] | None:
+        """User scopes if any, else the library's default scopes."""
+        return self._scopes or self._default_scopes
+
+    @property
+    def requires_scopes(self) -> bool:
+        return not self.effective_scopes()
+
+    def has_scopes(self, scopes: Sequence[str]) -> bool:
+        mine = set(self.effective_scopes() or ())
+        return set(scopes) <= mine
+
+    def with_scopes(
+        self: C, scopes: Sequence[str] | None, default_scopes: Sequence[str] | None = None
+    ) -> C:
+        """A copy limited to ``scopes`` (``default_scopes`` apply when ``scopes`` is empty)."""
+        return self._replace(
+            _scopes=_scope_tuple(scopes), _default_scopes=_scope_tuple(default_scopes))
+
+
+class Signing(abc.ABC):
+    """Credentials that can sign bytes as an identity (service accounts)."""
+
+    @abc.abstractmethod
+    def sign_bytes(self, message: bytes) -> bytes: ...
+
+    @property
+    @abc.abstractmethod
+    def signer_email(self) -> str: ...
+
+
+def _scope_tuple(scopes: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    if scopes is None:
+        return None
+    if isinstance(scopes, str):
+        scopes = scopes.replace(",", " ").split()
+    return tuple(scopes)
