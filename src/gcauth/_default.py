@@ -77,13 +77,14 @@ class Resolution:
 
 
 # -- locations ----------------------------------------------------------------------------
-def gcloud_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+def gcloud_config_dir(environ: Mapping[str, str] | None = None,
+                      platform: str | None = None) -> Path:
     """gcloud's configuration directory (``CLOUDSDK_CONFIG`` wins)."""
     env = os.environ if environ is None else environ
     override = env.get("CLOUDSDK_CONFIG")
     if override:
         return Path(override)
-    if os.name == "nt" or sys.platform.startswith("win"):
+    if (platform or sys.platform).startswith("win"):
         appdata = env.get("APPDATA")
         base = Path(appdata) if appdata else Path(env.get("SystemDrive", "C:") + "\\")
         return base / "gcloud"
@@ -91,9 +92,10 @@ def gcloud_config_dir(environ: Mapping[str, str] | None = None) -> Path:
     return Path(home) / ".config" / "gcloud"
 
 
-def well_known_file(environ: Mapping[str, str] | None = None) -> Path:
+def well_known_file(environ: Mapping[str, str] | None = None,
+                    platform: str | None = None) -> Path:
     """Where ``gcloud auth application-default login`` (and gcauth's) writes user credentials."""
-    return gcloud_config_dir(environ) / WELL_KNOWN_NAME
+    return gcloud_config_dir(environ, platform) / WELL_KNOWN_NAME
 
 
 # -- loading ------------------------------------------------------------------------------
