@@ -62,18 +62,27 @@ def _call_api(credentials: Any, emu: Any, project: str, out: TextIO) -> None:
                   f"(the token itself is never printed)\n")
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     import sys
 
     from .. import _files
-    from .._default import find_default
+    from .._default import default, find_default
     from ..emulator import Emulator
+    from ..exceptions import DefaultCredentialsError
 
     out = out or sys.stdout
     with Emulator() as emu, tempfile.TemporaryDirectory(prefix="gcauth-demo-") as tmp:
         work = Path(tmp)
         out.write(f"gcauth demo: emulator listening on {emu.url} (loopback only)\n\n")
-        isolated = {name: None for name in os.environ
+        isolated: dict[str, str | None] = {name: None for name in os.environ
                     if name.startswith(("GOOGLE_", "CLOUDSDK_", "GCE_"))}
         isolated.update({"CLOUDSDK_CONFIG": str(work / "gcloud"), "NO_GCE_CHECK": "true"})
 
@@ -103,6 +112,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"{res.credentials.quota_project_id}\n")
             _call_api(res.credentials, emu, "demo-project", out)
             out.write(f"    the API saw X-Goog-User-Project: {emu.quota_projects_seen[-1]}\n")
+        adc_file.unlink()
 
         # 3. the metadata server, as on a Compute Engine VM
         out.write("\n3. Compute Engine metadata server\n")
@@ -113,15 +123,19 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"{res.project_id} (from {res.project_source})\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
 
-        # 4. nothing at all: the error a user would see
-        out.write("\n4. No credentials anywhere: the error tells you what to do\n")
-        with _environment({**isolated, "GOOGLE_CLOUD_PROJECT": None}):
+        # 4. nothing at all: the error a user would see (metadata at a closed loopback port)
+        out.write("\n4. No credentials anywhere: the error says what was tried and how to fix it\n")
+        closed = f"127.0.0.1:{_closed_port()}"
+        with _environment({**isolated, "NO_GCE_CHECK": None, "GOOGLE_CLOUD_PROJECT": None,
+                           "GCE_METADATA_HOST": closed, "GCE_METADATA_IP": closed}):
             started = time.perf_counter()
-            res = find_default(SCOPES)
-            elapsed = (time.perf_counter() - started) * 1000
-            for report in res.tried:
-                out.write(f"    tried {report.line()}\n")
-            out.write(f"    (decided in {elapsed:.1f} ms)\n")
+            try:
+                default(SCOPES)
+            except DefaultCredentialsError as exc:
+                elapsed = (time.perf_counter() - started) * 1000
+                for line in str(exc).splitlines():
+                    out.write(f"    | {line}\n")
+                out.write(f"    (decided in {elapsed:.1f} ms)\n")
 
         counts = emu.counts
         out.write(f"\nEmulator saw {counts.get('token', 0)} token request(s), "
