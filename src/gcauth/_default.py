@@ -17,7 +17,6 @@ configuration's properties file, read directly: no subprocess) → the metadata 
 
 from __future__ import annotations
 
-import configparser
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -238,6 +237,8 @@ def _kind(creds: Credentials) -> str:
 
 def gcloud_project(environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
     """gcloud's ``core/project`` without running gcloud: ``(project, where it came from)``."""
+    import configparser
+
     env = os.environ if environ is None else environ
     if env.get("CLOUDSDK_CORE_PROJECT"):
         return env["CLOUDSDK_CORE_PROJECT"], "CLOUDSDK_CORE_PROJECT"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -111,6 +110,8 @@ def write_private_json(path: str | os.PathLike[str], data: Mapping[str, Any]) ->
     The parent directory is created 0700 if missing. A reader never sees a half-written file:
     the content goes to a temporary file in the same directory, is flushed, then renamed.
     """
+    import tempfile
+
     target = Path(path)
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

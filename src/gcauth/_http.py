@@ -11,7 +11,6 @@ flow, so retry logic lives in the flow and not in each transport.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -122,9 +121,13 @@ def run_sync(
 async def run_async(
     flow: Flow[T],
     send: Callable[[HttpRequest], Awaitable[HttpResponse]],
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[object]] | None = None,
 ) -> T:
     """Drive the same ``flow`` with an async ``send``; sleeps never block the event loop."""
+    if sleep is None:
+        import asyncio
+
+        sleep = asyncio.sleep
     try:
         step = next(flow)
         while True:

@@ -15,13 +15,16 @@ has, its current token, and the contract every transport relies on:
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import enum
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["Clock", "Token", "TokenCache", "TokenState", "utcnow"]
 
@@ -111,7 +114,7 @@ class TokenCache:
         self._token: Token | None = None
         self._stale_at: datetime | None = None
         self._inflight: concurrent.futures.Future[Token] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # strong refs to background refreshes
 
     @property
     def clock(self) -> Clock:
@@ -227,6 +230,8 @@ class TokenCache:
     # -- async ----------------------------------------------------------------------------
     async def aget(self, fetch: Callable[[], Awaitable[Token]]) -> Token:
         """Async :meth:`get`: the refresh runs as a task on the caller's loop, never a thread."""
+        import asyncio
+
         token = self._fresh()
         if token is not None:
             return token
@@ -250,6 +255,8 @@ class TokenCache:
 
     async def arefresh(self, fetch: Callable[[], Awaitable[Token]]) -> Token:
         """Async :meth:`refresh`."""
+        import asyncio
+
         with self._lock:
             future = self._inflight
             owner = future is None
@@ -265,6 +272,8 @@ class TokenCache:
     async def _arun(
         self, future: concurrent.futures.Future[Token], fetch: Callable[[], Awaitable[Token]]
     ) -> None:
+        import asyncio
+
         try:
             token = await fetch()
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter

@@ -15,7 +15,6 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509 import load_pem_x509_certificate
 
 from ..exceptions import GCAuthError, MalformedCredentialsError, SigningError
 
@@ -134,6 +133,8 @@ def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         if b"CERTIFICATE" in data:
+            from cryptography.x509 import load_pem_x509_certificate
+
             key: object = load_pem_x509_certificate(data).public_key()
         else:
             key = serialization.load_pem_public_key(data)
