@@ -15,11 +15,20 @@ from pathlib import Path
 import pytest
 
 
+# A socket bound but never listening: connections to its port are refused, and because it stays
+# bound for the whole run no server (an emulator on an ephemeral port) can take the port over.
+_RESERVED = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+_RESERVED.bind(("127.0.0.1", 0))
+CLOSED_METADATA = f"127.0.0.1:{_RESERVED.getsockname()[1]}"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _RESERVED.close()
+
+
 def closed_loopback_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port where connections are refused for the whole test run."""
+    return int(_RESERVED.getsockname()[1])
 
 
 _PREFIXES = ("GOOGLE_", "CLOUDSDK_", "GCE_", "GCLOUD_")
@@ -37,9 +46,8 @@ def isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempP
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("USERPROFILE", str(home))
-    closed = f"127.0.0.1:{closed_loopback_port()}"
-    monkeypatch.setenv("GCE_METADATA_HOST", closed)
-    monkeypatch.setenv("GCE_METADATA_IP", closed)
+    monkeypatch.setenv("GCE_METADATA_HOST", CLOSED_METADATA)
+    monkeypatch.setenv("GCE_METADATA_IP", CLOSED_METADATA)
     yield home
 
 
