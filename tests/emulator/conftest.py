@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from emu_kit import Kit
 
 from gcauth.emulator import Emulator
+
+from .emu_kit import Kit
 
 
 @pytest.fixture(scope="session")

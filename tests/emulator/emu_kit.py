@@ -7,6 +7,7 @@ client library) so these tests check the emulator independently.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import http.client
 import json
@@ -42,6 +43,14 @@ class Resp:
     @property
     def text(self) -> str:
         return self.body.decode("utf-8")
+
+
+@functools.lru_cache(maxsize=64)
+def _load_key(pem: str) -> rsa.RSAPrivateKey:
+    """Parse a PEM key once (loading validates the RSA key, which takes ~100 ms)."""
+    loaded = serialization.load_pem_private_key(pem.encode(), None)
+    assert isinstance(loaded, rsa.RSAPrivateKey)
+    return loaded
 
 
 def b64url(data: bytes) -> str:
@@ -95,9 +104,7 @@ class Kit:
              header: Mapping[str, Any] | None = None,
              key: rsa.RSAPrivateKey | None = None) -> str:
         if key is None:
-            loaded = serialization.load_pem_private_key(info["private_key"].encode(), None)
-            assert isinstance(loaded, rsa.RSAPrivateKey)
-            key = loaded
+            key = _load_key(info["private_key"])
         hdr = {"alg": "RS256", "typ": "JWT", "kid": info["private_key_id"], **(header or {})}
         seg = b64url(json.dumps(hdr).encode()) + "." + b64url(json.dumps(dict(claims)).encode())
         sig = key.sign(seg.encode(), padding.PKCS1v15(), hashes.SHA256())

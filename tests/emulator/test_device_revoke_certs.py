@@ -10,9 +10,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from emu_kit import CLOUD, EMAIL, Kit, b64url
 
 from gcauth.emulator import Emulator
+
+from .emu_kit import CLOUD, EMAIL, Kit, b64url
 
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 
@@ -52,21 +53,21 @@ def test_device_code_unknown_client(kit: Kit) -> None:
 
 def test_device_pending_slow_down_then_approved(kit: Kit, emu: Emulator,
                                                  installed: dict[str, Any]) -> None:
-    emu.device_interval = 0.3
+    emu.device_interval = 0.15
     body = _start(kit, installed)
     assert _err(_poll(kit, installed, body["device_code"])) == (428, "authorization_pending")
     assert _err(_poll(kit, installed, body["device_code"])) == (403, "slow_down")
-    time.sleep(0.3)
+    time.sleep(0.15)
     assert _err(_poll(kit, installed, body["device_code"])) == (428, "authorization_pending")
     emu.approve_device(body["user_code"].lower().replace("-", ""), account="bob@example.com")
-    time.sleep(0.3)
+    time.sleep(0.15)
     r = _poll(kit, installed, body["device_code"])
     assert r.status == 200, r.body
     tokens = r.json()
     assert "refresh_token" in tokens and kit.decode(tokens["id_token"])["email"] == (
         "bob@example.com")
     # the device code is single-use
-    time.sleep(0.3)
+    time.sleep(0.15)
     assert _err(_poll(kit, installed, body["device_code"])) == (400, "invalid_grant")
 
 

@@ -8,9 +8,10 @@ import socket
 import time
 
 import pytest
-from emu_kit import Kit
 
 from gcauth.emulator import Emulator
+
+from .emu_kit import Kit
 
 MD_TOKEN = "instance/service-accounts/default/token"
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 
-from emu_kit import CLOUD, EMAIL, Kit
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gcauth.emulator import Emulator
+
+from .emu_kit import CLOUD, EMAIL, Kit
 
 SQL = "https://www.googleapis.com/auth/sqlservice.admin"
 DRIVE = "https://www.googleapis.com/auth/drive"
@@ -169,7 +171,8 @@ def test_self_signed_jwt_accepted(kit: Kit, sa: dict[str, str]) -> None:
     assert kit.api(_self_signed(kit, sa, aud=None, scope=CLOUD)).status == 200
 
 
-def test_self_signed_jwt_rejected(kit: Kit, sa: dict[str, str], other_key: object) -> None:
+def test_self_signed_jwt_rejected(kit: Kit, sa: dict[str, str],
+                                  other_key: rsa.RSAPrivateKey) -> None:
     now = int(time.time())
     assert kit.api(_self_signed(kit, sa, aud="https://other.googleapis.com/")).status == 401
     assert kit.api(_self_signed(kit, sa, sub="x@y.com")).status == 401
@@ -178,7 +181,7 @@ def test_self_signed_jwt_rejected(kit: Kit, sa: dict[str, str], other_key: objec
     assert kit.api(_self_signed(kit, sa, aud=None, scope=DRIVE)).status == 403
     jwt = _self_signed(kit, sa)
     head, payload, _ = jwt.split(".")
-    forged = kit.sign(sa, {"iss": "x"}, key=other_key).split(".")[2]  # type: ignore[arg-type]
+    forged = kit.sign(sa, {"iss": "x"}, key=other_key).split(".")[2]
     assert kit.api(f"{head}.{payload}.{forged}").status == 401
 
 

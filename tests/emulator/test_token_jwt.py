@@ -6,9 +6,10 @@ import time
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
-from emu_kit import CLOUD, Kit
 
 from gcauth.emulator import Emulator
+
+from .emu_kit import CLOUD, Kit
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 

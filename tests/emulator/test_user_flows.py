@@ -7,9 +7,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from emu_kit import CLOUD, EMAIL, Kit
 
 from gcauth.emulator import Emulator
+
+from .emu_kit import CLOUD, EMAIL, Kit
 
 
 def _err(r: Any) -> tuple[int, str, str]:

@@ -1,0 +1,354 @@
+"""The emulator's in-memory state: accounts, clients, grants and tokens.
+
+Every record holding a secret keeps it out of ``repr``.  All mutation happens
+under :attr:`State.lock`, a single re-entrant lock shared by every endpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ._jwt import SigningKey, new_signing_key
+
+__all__ = [
+    "ACCESS_TOKEN_PREFIX",
+    "AccessToken",
+    "AuthCode",
+    "DeviceGrant",
+    "OAuthClient",
+    "PendingConsent",
+    "RefreshToken",
+    "ServiceAccount",
+    "State",
+]
+
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+GOOGLE_ISSUER = "https://accounts.google.com"
+CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+USERINFO_EMAIL = "https://www.googleapis.com/auth/userinfo.email"
+USERINFO_PROFILE = "https://www.googleapis.com/auth/userinfo.profile"
+SQLSERVICE_ADMIN = "https://www.googleapis.com/auth/sqlservice.admin"
+ACCESS_TOKEN_PREFIX = "ya29.emu-"
+REFRESH_TOKEN_PREFIX = "1//emu-"
+
+#: Short scope aliases Google expands when granting.
+SCOPE_ALIASES = {"email": USERINFO_EMAIL, "profile": USERINFO_PROFILE}
+
+
+def normalize_scopes(scopes: list[str]) -> list[str]:
+    """Expand Google's short aliases and drop duplicates, keeping order."""
+    out: list[str] = []
+    for s in scopes:
+        s = SCOPE_ALIASES.get(s, s)
+        if s not in out:
+            out.append(s)
+    return out
+
+
+def is_valid_scope(scope: str) -> bool:
+    """Whether Google would recognise ``scope`` (approximation: Google-owned URLs)."""
+    if scope in ("openid", "email", "profile"):
+        return True
+    return scope.startswith(
+        ("https://www.googleapis.com/auth/", "https://mail.google.com/", "https://www.google.com/")
+    ) and all(c.isprintable() and not c.isspace() for c in scope)
+
+
+def numeric_id(seed: str, digits: int = 21) -> str:
+    """A stable pseudo-random decimal id derived from ``seed`` (like Google's subject ids)."""
+    value = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:12], "big")
+    return "1" + str(value).zfill(digits)[-(digits - 1):]
+
+
+@dataclass
+class ServiceAccount:
+    """A service account and the keys issued for it."""
+
+    email: str
+    project_id: str
+    unique_id: str
+    domain_wide_delegation: bool
+    keys: dict[str, SigningKey] = field(default_factory=dict, repr=False)
+
+
+@dataclass
+class OAuthClient:
+    """An OAuth client (``installed`` or ``web``)."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+    kind: str = "installed"
+    redirect_uris: tuple[str, ...] = ()
+    project_id: str = "emu-project"
+
+
+@dataclass
+class RefreshToken:
+    """A user grant: a refresh token for ``account`` issued to ``client_id``."""
+
+    token: str = field(repr=False)
+    client_id: str
+    account: str
+    scopes: tuple[str, ...]
+    revoked: bool = False
+
+
+@dataclass
+class AccessToken:
+    """An issued access token and what it is good for."""
+
+    token: str = field(repr=False)
+    expiry: float
+    scopes: tuple[str, ...]
+    azp: str
+    email: str | None
+    sub: str | None
+    source: str  # "service_account", "user", "metadata", "delegated"
+    refresh_token: str | None = field(default=None, repr=False)
+    access_type: str = "online"
+    revoked: bool = False
+
+    def live(self, now: float) -> bool:
+        """True when the token is neither expired nor revoked at ``now``."""
+        return not self.revoked and now < self.expiry
+
+
+@dataclass
+class AuthCode:
+    """An authorization code from the consent page."""
+
+    code: str = field(repr=False)
+    client_id: str
+    redirect_uri: str
+    account: str
+    scopes: tuple[str, ...]
+    code_challenge: str = field(repr=False)
+    code_challenge_method: str
+    expiry: float
+    access_type: str
+    nonce: str | None = None
+    used: bool = False
+    refresh_token: str | None = field(default=None, repr=False)
+
+
+@dataclass
+class DeviceGrant:
+    """A pending or finished RFC 8628 device authorization."""
+
+    device_code: str = field(repr=False)
+    user_code: str
+    client_id: str
+    scopes: tuple[str, ...]
+    expiry: float
+    interval: float
+    last_poll: float | None = None
+    status: str = "pending"  # pending | approved | denied | done
+    account: str | None = None
+
+
+@dataclass
+class PendingConsent:
+    """A consent page that was rendered and awaits the user's decision."""
+
+    pending_id: str = field(repr=False)
+    kind: str  # "code" or "device"
+    client_id: str
+    scopes: tuple[str, ...]
+    expiry: float
+    redirect_uri: str = ""
+    state: str | None = None
+    code_challenge: str = field(default="", repr=False)
+    code_challenge_method: str = "S256"
+    access_type: str = "online"
+    nonce: str | None = None
+    user_code: str | None = None
+    accounts: tuple[str, ...] = ()
+
+
+def token(prefix: str = "", nbytes: int = 32) -> str:
+    """An unguessable URL-safe random string."""
+    return prefix + secrets.token_urlsafe(nbytes)
+
+
+class State:
+    """All emulator state behind one lock, plus the (skewable) clock."""
+
+    def __init__(self, *, issuer_name: str = "gcauth-emulator") -> None:
+        self.lock = threading.RLock()
+        self.signing_key = new_signing_key(issuer_name)
+        self.service_accounts: dict[str, ServiceAccount] = {}
+        self.keys_by_kid: dict[str, ServiceAccount] = {}
+        self.clients: dict[str, OAuthClient] = {}
+        self.refresh_tokens: dict[str, RefreshToken] = {}
+        self.access_tokens: dict[str, AccessToken] = {}
+        self.codes: dict[str, AuthCode] = {}
+        self.devices: dict[str, DeviceGrant] = {}
+        self.devices_by_user_code: dict[str, DeviceGrant] = {}
+        self.pending: dict[str, PendingConsent] = {}
+        self.counts: Counter[str] = Counter()
+        self.quota_projects_seen: list[str | None] = []
+        self.token_lifetime: float = 3599.0
+        self.clock_skew: float = 0.0
+
+    # -- clock ---------------------------------------------------------------
+    def now(self) -> float:
+        """The server clock: wall time shifted by the configured skew."""
+        return time.time() + self.clock_skew
+
+    # -- counters ------------------------------------------------------------
+    def count(self, key: str) -> None:
+        """Increment the request counter ``key``."""
+        with self.lock:
+            self.counts[key] += 1
+
+    # -- issuing -------------------------------------------------------------
+    def new_service_account(
+        self, project_id: str, name: str | None, domain_wide_delegation: bool
+    ) -> tuple[ServiceAccount, SigningKey]:
+        """Create (or add a key to) a service account and return it with its new key."""
+        if name is None:
+            name = "sa-" + secrets.token_hex(4)
+        email = f"{name}@{project_id}.iam.gserviceaccount.com"
+        key = new_signing_key(email)
+        with self.lock:
+            sa = self.service_accounts.get(email)
+            if sa is None:
+                sa = ServiceAccount(
+                    email=email,
+                    project_id=project_id,
+                    unique_id=numeric_id(email),
+                    domain_wide_delegation=domain_wide_delegation,
+                )
+                self.service_accounts[email] = sa
+            else:
+                sa.domain_wide_delegation = domain_wide_delegation
+            sa.keys[key.kid] = key
+            self.keys_by_kid[key.kid] = sa
+        return sa, key
+
+    def new_client(
+        self, kind: str, project_id: str, redirect_uris: tuple[str, ...]
+    ) -> OAuthClient:
+        """Register a new OAuth client."""
+        client_id = f"{numeric_id(token(), 12)}-{secrets.token_hex(16)}.apps.googleusercontent.com"
+        client = OAuthClient(
+            client_id=client_id,
+            client_secret="GOCSPX-" + secrets.token_urlsafe(21),
+            kind=kind,
+            redirect_uris=redirect_uris,
+            project_id=project_id,
+        )
+        with self.lock:
+            self.clients[client_id] = client
+        return client
+
+    def new_refresh_token(self, client_id: str, account: str, scopes: tuple[str, ...]) -> str:
+        """Record a user grant and return its refresh token."""
+        value = token(REFRESH_TOKEN_PREFIX, 48)
+        with self.lock:
+            self.refresh_tokens[value] = RefreshToken(
+                token=value, client_id=client_id, account=account, scopes=scopes
+            )
+        return value
+
+    def new_access_token(
+        self,
+        *,
+        now: float,
+        scopes: tuple[str, ...],
+        azp: str,
+        email: str | None,
+        sub: str | None,
+        source: str,
+        refresh_token: str | None = None,
+        access_type: str = "online",
+        expired: bool = False,
+    ) -> tuple[str, int]:
+        """Mint an access token; return it and its ``expires_in``."""
+        lifetime = 0.0 if expired else self.token_lifetime
+        value = token(ACCESS_TOKEN_PREFIX, 48)
+        with self.lock:
+            self.access_tokens[value] = AccessToken(
+                token=value,
+                expiry=now + lifetime,
+                scopes=scopes,
+                azp=azp,
+                email=email,
+                sub=sub,
+                source=source,
+                refresh_token=refresh_token,
+                access_type=access_type,
+            )
+        return value, int(lifetime)
+
+    def id_token(
+        self,
+        *,
+        now: float,
+        aud: str,
+        azp: str,
+        sub: str,
+        email: str | None,
+        extra: dict[str, object] | None = None,
+        expired: bool = False,
+    ) -> str:
+        """An ID token signed by the emulator's own key (verifiable via the certs endpoints)."""
+        iat = int(now) - (int(self.token_lifetime) + 1 if expired else 0)
+        claims: dict[str, object] = {
+            "iss": GOOGLE_ISSUER,
+            "azp": azp,
+            "aud": aud,
+            "sub": sub,
+        }
+        if email is not None:
+            claims["email"] = email
+            claims["email_verified"] = True
+        claims["iat"] = iat
+        claims["exp"] = iat + max(1, int(self.token_lifetime) + 1)
+        if extra:
+            claims.update(extra)
+        return self.signing_key.sign(claims)
+
+    # -- lookups ---------------------------------------------------------------
+    def live_access_token(self, value: str) -> AccessToken | None:
+        """The record for ``value`` if it is live now, else None."""
+        with self.lock:
+            rec = self.access_tokens.get(value)
+            if rec is None or not rec.live(self.now()):
+                return None
+            return rec
+
+    def revoke(self, value: str) -> bool:
+        """Revoke an access or refresh token.  Google revokes the whole grant.
+
+        Revoking a refresh token invalidates every access token minted from it;
+        revoking an access token minted from a refresh token revokes that refresh
+        token (and so its siblings) too.  Returns False for unknown/revoked tokens.
+        """
+        with self.lock:
+            rt = self.refresh_tokens.get(value)
+            if rt is not None:
+                if rt.revoked:
+                    return False
+                self._revoke_grant(value)
+                return True
+            at = self.access_tokens.get(value)
+            if at is None or not at.live(self.now()):
+                return False
+            at.revoked = True
+            if at.refresh_token is not None:
+                self._revoke_grant(at.refresh_token)
+            return True
+
+    def _revoke_grant(self, refresh_value: str) -> None:
+        rt = self.refresh_tokens.get(refresh_value)
+        if rt is not None:
+            rt.revoked = True
+        for at in self.access_tokens.values():
+            if at.refresh_token == refresh_value:
+                at.revoked = True

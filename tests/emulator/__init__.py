@@ -1,0 +1,1 @@
+"""Tests of gcauth.emulator (raw HTTP clients only)."""
