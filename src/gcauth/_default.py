@@ -18,6 +18,7 @@ configuration's properties file, read directly: no subprocess) → the metadata 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ __all__ = [
 ENV_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 WELL_KNOWN_NAME = "application_default_credentials.json"
 LOGIN_COMMAND = "gcauth auth application-default login"
+_CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 KNOWN_TYPES = ("service_account", "authorized_user")
 #: Types Google defines that gcauth does not load yet.
 UNSUPPORTED_TYPES = ("external_account", "external_account_authorized_user",
@@ -247,15 +249,17 @@ def gcloud_project(environ: Mapping[str, str] | None = None) -> tuple[str | None
     if not name:
         try:
             name = (config / "active_config").read_text(encoding="utf-8").strip() or "default"
-        except (OSError, UnicodeDecodeError):
+        except (OSError, ValueError):  # ValueError: undecodable, or a NUL in the path
             name = "default"
+    if not _CONFIG_NAME.fullmatch(name):  # gcloud's rule; also keeps the path inside config/
+        name = "default"
     candidates = [config / "configurations" / f"config_{name}", config / "properties"]
     for path in candidates:
         parser = configparser.ConfigParser(interpolation=None)
         try:
             with open(path, encoding="utf-8") as handle:
                 parser.read_file(handle)
-        except (OSError, UnicodeDecodeError, configparser.Error):
+        except (OSError, ValueError, configparser.Error):
             continue
         project = parser.get("core", "project", fallback="").strip()
         if project:

@@ -10,6 +10,7 @@ in ``allowed_hosts``.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
@@ -17,6 +18,8 @@ from .exceptions import UnsafeEndpointError
 
 __all__ = ["check_endpoint", "is_loopback_host"]
 
+_AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
+_SAFE_URL = re.compile(r"[\x21-\x7e]+")
 _GOOGLE_HOSTS = ("accounts.google.com", "oauth2.googleapis.com", "www.googleapis.com")
 
 
@@ -52,9 +55,13 @@ def check_endpoint(
     except ValueError:
         raise UnsafeEndpointError(
             f"{source}: field {field!r} is not a valid URL.", source=source, field=field) from None
-    if parts.username or parts.password:
+    # Only a plain ASCII host[:port] authority: HTTP clients disagree about backslashes,
+    # percent-escapes, user info and Unicode dots, and a disagreement is a way to smuggle a host.
+    if not _AUTHORITY.fullmatch(parts.netloc) or not _SAFE_URL.fullmatch(url):
         raise UnsafeEndpointError(
-            f"{source}: field {field!r} must not carry user info.", source=source, field=field)
+            f"{source}: field {field!r} must be a plain http(s) URL with an ASCII host name "
+            "(no user info, backslashes, escapes or spaces in the host).",
+            source=source, field=field)
     if host in {h.lower() for h in allowed_hosts} and parts.scheme in ("https", "http"):
         return url
     if parts.scheme == "https" and _is_google(host):

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ._json import loads as json_loads
 from .exceptions import MalformedCredentialsError
 
 __all__ = [
@@ -72,7 +73,7 @@ def read_json_file(
     if not data.strip():
         raise MalformedCredentialsError(f"{what} {name} is empty; {fix}.", source=source)
     try:
-        parsed = json.loads(data)
+        parsed = json_loads(data)
     except UnicodeDecodeError:
         raise MalformedCredentialsError(
             f"{what} {name} is not UTF-8 text (a .p12/PKCS12 key?). gcauth reads JSON keys: "

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from .._json import loads as json_loads
 from ..exceptions import GCAuthError, MalformedCredentialsError, SigningError
 
 __all__ = ["RSASigner", "b64url_decode", "b64url_encode", "decode", "encode", "verify_rs256"]
@@ -118,9 +119,11 @@ def decode(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     if not isinstance(token, str) or token.count(".") != 2:
         raise JWTError("not a JWT: expected three dot-separated segments")
     head_b64, body_b64, sig_b64 = token.split(".")
+    if not token.isascii():
+        raise JWTError("not a JWT: non-ASCII characters")
     try:
-        header = json.loads(b64url_decode(head_b64))
-        payload = json.loads(b64url_decode(body_b64))
+        header = json_loads(b64url_decode(head_b64))
+        payload = json_loads(b64url_decode(body_b64))
     except (ValueError, UnicodeDecodeError) as exc:
         raise JWTError("JWT header or payload is not JSON") from exc
     if not isinstance(header, dict) or not isinstance(payload, dict):

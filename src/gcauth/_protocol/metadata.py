@@ -8,7 +8,6 @@ Without overrides the link-local IP is used, so detection never waits on DNS.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -17,9 +16,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .._http import Flow, HttpRequest, HttpResponse
+from .._json import loads as json_loads
 from .._retry import RetryPolicy, with_retries
 from ..exceptions import RefreshError, TransportError
 from ..tokens import Token
+from .rfc6749 import seconds_value
 
 __all__ = [
     "DEFAULT_IP",
@@ -175,7 +176,7 @@ def fetch_flow(path: str, *, params: Mapping[str, str] | None = None, timeout: f
 
 def _json(body: bytes, endpoint: str) -> dict[str, Any]:
     try:
-        data = json.loads(body)
+        data = json_loads(body)
     except (ValueError, UnicodeDecodeError):
         raise RefreshError(f"metadata server {endpoint} sent a reply that is not JSON.",
                            endpoint=endpoint, retryable=True) from None
@@ -198,14 +199,14 @@ def token_flow(account: str, scopes: Sequence[str] | None, now: datetime, *,
         _check(response, request.endpoint)
         data = _json(response.body, request.endpoint)
         access_token = data.get("access_token")
-        expires_in = data.get("expires_in")
-        if not isinstance(access_token, str) or not isinstance(expires_in, (int, float)):
+        expires_in = seconds_value(data.get("expires_in"))
+        if not isinstance(access_token, str) or expires_in is None:
             raise RefreshError(
                 f"metadata server {request.endpoint} sent a token reply without access_token "
                 "or expires_in.", endpoint=request.endpoint, retryable=True)
         from datetime import timedelta
 
-        return Token(access_token, expiry=now + timedelta(seconds=float(expires_in)),
+        return Token(access_token, expiry=now + timedelta(seconds=expires_in),
                      scopes=tuple(scopes) if scopes else None, issued_at=now)
 
     return with_retries(attempt, retry or _RETRY)

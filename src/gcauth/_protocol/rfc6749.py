@@ -7,7 +7,6 @@ error per §5.2) and ``token_exchange`` is the flow that sends it with bounded, 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -15,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from .._http import DEFAULT_TIMEOUT, Flow, HttpRequest, HttpResponse
+from .._json import loads as json_loads
 from .._retry import RetryPolicy, with_retries
 from ..exceptions import RefreshError
 
@@ -63,6 +63,30 @@ class TokenResponse:
         return None if self.expires_in is None else now + timedelta(seconds=self.expires_in)
 
 
+#: Longest lifetime believed from a server (a year); more is clamped, so dates never overflow.
+MAX_EXPIRES_IN = 365 * 24 * 3600.0
+
+
+def seconds_value(value: object) -> float | None:
+    """A server's ``expires_in``: a finite number (or numeric string) clamped to [0, a year]."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return MAX_EXPIRES_IN
+    if number != number:  # NaN
+        return None
+    return min(max(number, 0.0), MAX_EXPIRES_IN)
+
+
 def token_request(
     token_uri: str,
     params: Mapping[str, str],
@@ -93,7 +117,7 @@ def parse_error(response: HttpResponse, endpoint: str, *, what: str = "token") -
     sensitive because error bodies carry no secrets; the raw body is not copied into the text."""
     error = description = uri = None
     try:
-        data = json.loads(response.body)
+        data = json_loads(response.body)
     except (ValueError, UnicodeDecodeError):
         data = None
     if isinstance(data, dict):
@@ -134,7 +158,7 @@ def parse_token_response(
     if not 200 <= response.status < 300:
         raise parse_error(response, endpoint)
     try:
-        data = json.loads(response.body)
+        data = json_loads(response.body)
     except (ValueError, UnicodeDecodeError):
         raise RefreshError(
             f"token endpoint {endpoint} replied HTTP {response.status} with a body that is not "
@@ -154,11 +178,10 @@ def parse_token_response(
     expires_in: float | None = None
     raw_expires = data.get("expires_in")
     if raw_expires is not None:
-        try:
-            expires_in = float(raw_expires)
-        except (TypeError, ValueError):
-            raise RefreshError(f"token endpoint {endpoint} sent a non-numeric expires_in.",
-                               status=response.status, endpoint=endpoint) from None
+        expires_in = seconds_value(raw_expires)
+        if expires_in is None:
+            raise RefreshError(f"token endpoint {endpoint} sent an expires_in that is not a "
+                               "number of seconds.", status=response.status, endpoint=endpoint)
     scope = data.get("scope")
     refresh_token = data.get("refresh_token")
     token_type = data.get("token_type", "Bearer")
