@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _files
 from ._endpoints import check_endpoint
-from ._http import Flow
+from ._http import DEFAULT_TIMEOUT, Flow
 from ._info import optional_str, require_str, require_type
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, scopes_param, token_exchange
 from ._retry import RetryPolicy
@@ -53,6 +53,7 @@ class Credentials(Scoped):
         account: str | None = None,
         universe_domain: str = "googleapis.com",
         retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
     ):
         super().__init__(quota_project_id=quota_project_id, clock=clock)
@@ -67,6 +68,7 @@ class Credentials(Scoped):
         self._account = account
         self._universe_domain = universe_domain
         self._retry = retry
+        self._timeout = timeout
         self._rotation_lock = threading.Lock()
         if token is not None:
             from .tokens import Token as _Token
@@ -197,7 +199,8 @@ class Credentials(Scoped):
         if scope:
             params["scope"] = scope
         try:
-            reply = yield from token_exchange(self._token_uri, params, retry=self._retry)
+            reply = yield from token_exchange(
+                self._token_uri, params, retry=self._retry, timeout=self._timeout)
         except RefreshError as exc:
             if exc.error == "invalid_grant":
                 raise RefreshError(

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import _files
 from ._endpoints import check_endpoint
-from ._http import Flow
+from ._http import DEFAULT_TIMEOUT, Flow
 from ._info import optional_str, require_str, require_type
 from ._protocol import jwt as _jwt
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, token_exchange
@@ -58,6 +58,7 @@ class Credentials(Scoped, Signing):
         universe_domain: str = "googleapis.com",
         client_id: str | None = None,
         retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
     ):
         super().__init__(quota_project_id=quota_project_id, clock=clock)
@@ -73,6 +74,7 @@ class Credentials(Scoped, Signing):
         self._universe_domain = universe_domain
         self._client_id = client_id
         self._retry = retry
+        self._timeout = timeout
         self._jwt_header = _jwt.encode_header(signer.key_id)
 
     # -- constructors ---------------------------------------------------------------------
@@ -210,7 +212,7 @@ class Credentials(Scoped, Signing):
             subject=self._subject, header=self._jwt_header)
         reply = yield from token_exchange(
             self._token_uri, {"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
-            retry=self._retry)
+            retry=self._retry, timeout=self._timeout)
         assert reply.access_token is not None
         return Token(reply.access_token, expiry=reply.expiry(now),
                      scopes=reply.scope or scopes, issued_at=now)
