@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from urllib.parse import parse_qs
 
@@ -196,3 +197,29 @@ def test_revoke_flow_outcomes() -> None:
     assert gone is False
     with pytest.raises(RefreshError):
         drive(revoke_flow(uri, "tok"), lambda r: reply(401, body={"error": "invalid_client"}))
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("expires_in", "nan", 1800), ("expires_in", 1e308 * 10, 1800), ("expires_in", -5, 1800),
+    ("expires_in", 10**9, 86400), ("interval", "inf", 5), ("interval", 0, 5),
+    ("interval", 0.25, 0.25), ("interval", 10**6, 600),
+])
+def test_device_numbers_are_finite_and_bounded(field: str, value: object,
+                                               expected: float) -> None:
+    body = {"device_code": "d", "user_code": "U", "verification_uri": "https://x.test/d",
+            field: value}
+    parsed = parse_device_authorization(reply(raw=json.dumps(body).encode()), DEVICE_URI)
+    assert getattr(parsed, field) == expected
+
+
+def test_unparsable_verification_uri_is_a_flow_error() -> None:
+    with pytest.raises(FlowError):
+        parse_device_authorization(reply(body={"device_code": "d", "user_code": "U",
+                                               "verification_uri": "http://[bad"}), DEVICE_URI)
+
+
+def test_device_huge_integers_do_not_overflow() -> None:
+    raw = ('{"device_code": "d", "user_code": "U", "verification_uri": "https://x.test/d", '
+           '"expires_in": 1' + "0" * 400 + ', "interval": true}').encode()
+    parsed = parse_device_authorization(reply(raw=raw), DEVICE_URI)
+    assert parsed.expires_in == 1800 and parsed.interval == 5  # unusable: the defaults

@@ -1,0 +1,203 @@
+"""``gcauth explain``: which Application Default Credentials source wins, and why.
+
+Shows the winning source and the reason, the account, project (and where it came from),
+quota project, scopes, the token's expiry (after fetching one, unless ``--no-token``) and
+every source in ADC order with what happened there. Never prints a secret: no token,
+refresh token, client secret or private key appears, in text or ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime, timezone
+from typing import Any, TextIO
+
+from ..exceptions import GCAuthError
+
+#: ADC order (see :mod:`gcauth._default`).
+SOURCES = ("GOOGLE_APPLICATION_CREDENTIALS", "gcloud ADC file", "metadata server")
+_WHY = {
+    "GOOGLE_APPLICATION_CREDENTIALS":
+        "GOOGLE_APPLICATION_CREDENTIALS is set, and ADC checks it first",
+    "gcloud ADC file":
+        "GOOGLE_APPLICATION_CREDENTIALS is not set, and the gcloud ADC file exists "
+        "(written by `gcauth auth application-default login`)",
+    "metadata server":
+        "no credential file was found, and a Compute Engine metadata server answered",
+}
+
+
+def register(commands: Any) -> None:
+    from ._auth import EXIT_CODES, _formatter
+
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "explain", help="show which ADC source wins and why (never prints secrets)",
+        formatter_class=_formatter,
+        description="Run Application Default Credentials discovery and explain the result: "
+                    "the source used and\nwhy, the account, project, quota project, scopes "
+                    "and token expiry, and every source\nskipped. Secrets are never printed.",
+        epilog=EXIT_CODES + "\n  (explain exits 1 when no credentials are found or the token "
+                            "cannot be fetched)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--scopes", metavar="S,...", default=None,
+                        help="scopes to ask for (default: what the credential allows; "
+                             "cloud-platform for service accounts)")
+    parser.add_argument("--no-token", action="store_true",
+                        help="do not fetch a token (no network; expiry stays unknown)")
+    parser.set_defaults(handler=run)
+
+
+def _account(credentials: Any) -> str | None:
+    for name in ("service_account_email", "account"):
+        value = getattr(credentials, name, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _kind(credentials: Any) -> str:
+    module = type(credentials).__module__.rsplit(".", 1)[-1]
+    return {"authorized_user": "authorized_user (a user account)",
+            "service_account": "service_account (a service account key)",
+            "compute_engine": "compute_engine (the VM's attached service account)"}.get(
+                module, module)
+
+
+def build_report(scopes: list[str] | None, fetch_token: bool,
+                 environ: Any = None) -> dict[str, Any]:
+    """Everything ``explain`` shows, as JSON-ready data with no secret in it."""
+    from .._default import find_default
+    from ..flow import _account_from_id_token
+    from ._auth import CLOUD_PLATFORM
+
+    env = os.environ if environ is None else environ
+    res = find_default(scopes, default_scopes=[CLOUD_PLATFORM], environ=env)
+    tried = [{"source": r.name, "location": r.location, "outcome": r.outcome,
+              "detail": r.detail} for r in res.tried]
+    seen = {r.name for r in res.tried}
+    for name in SOURCES:
+        if name not in seen:
+            tried.append({"source": name, "location": None, "outcome": "not consulted",
+                          "detail": "an earlier source in the ADC order was used"})
+    report: dict[str, Any] = {"ok": res.credentials is not None, "source": res.source,
+                              "location": res.source_location, "sources": tried}
+    credentials = res.credentials
+    if credentials is None:
+        report["why"] = "no source produced credentials"
+        report["fix"] = "run `gcauth auth application-default login`, or set " \
+                        "GOOGLE_APPLICATION_CREDENTIALS to a service account key"
+        return report
+    if scopes is not None and getattr(credentials, "scopes", None) is None and hasattr(
+            credentials, "with_scopes"):
+        credentials = credentials.with_scopes(scopes, [CLOUD_PLATFORM])
+    quota = credentials.quota_project_id
+    quota_source = None
+    if quota:
+        quota_source = ("GOOGLE_CLOUD_QUOTA_PROJECT" if env.get("GOOGLE_CLOUD_QUOTA_PROJECT")
+                        else "the credential file")
+    effective = getattr(credentials, "effective_scopes", None)
+    if getattr(credentials, "refresh_token", None) and not getattr(credentials, "scopes", None):
+        effective = None  # a user's refresh token gets every scope granted at login
+    report.update({
+        "why": _WHY.get(res.source or "", ""),
+        "type": _kind(credentials),
+        "account": _account(credentials),
+        "project_id": res.project_id,
+        "project_source": res.project_source,
+        "quota_project_id": quota,
+        "quota_project_source": quota_source,
+        "scopes": list(effective() or ()) if callable(effective) else None,
+        "token_uri": getattr(credentials, "token_uri", None),
+        "token": None,
+    })
+    if fetch_token:
+        try:
+            token = credentials.get_token()
+        except GCAuthError as exc:
+            report["ok"] = False
+            report["token"] = {"error": str(exc)}
+            return report
+        now = datetime.now(timezone.utc)
+        expiry = token.expiry
+        report["token"] = {
+            "state": token.state(now).value,
+            "expiry": expiry.isoformat() if expiry else None,
+            "expires_in_seconds": int((expiry - now).total_seconds()) if expiry else None,
+            "scopes": list(token.scopes) if token.scopes else None,
+        }
+        if token.scopes:
+            report["scopes"] = list(token.scopes)
+        if not report["account"]:
+            report["account"] = _account_from_id_token(token.id_token)
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    lines = ["Application Default Credentials"]
+
+    def row(label: str, value: object) -> None:
+        lines.append(f"  {label + ':':<16}{value}")
+
+    if report.get("source"):
+        where = f" ({report['location']})" if report.get("location") else ""
+        row("source", f"{report['source']}{where}")
+        row("why", report.get("why") or "-")
+        row("type", report.get("type") or "-")
+        row("account", report.get("account") or "unknown")
+        project = report.get("project_id")
+        row("project", f"{project} (from {report.get('project_source')})" if project
+            else "not set (set GOOGLE_CLOUD_PROJECT)")
+        quota = report.get("quota_project_id")
+        row("quota project", f"{quota} (from {report.get('quota_project_source')})" if quota
+            else "none (quota is billed to the API's project)")
+        scopes = report.get("scopes")
+        row("scopes", " ".join(scopes) if scopes else "all granted at login")
+        if report.get("token_uri"):
+            row("token endpoint", report["token_uri"])
+        token = report.get("token")
+        if token is None:
+            row("token", "not fetched (--no-token)")
+        elif "error" in token:
+            row("token", f"could not be fetched: {token['error']}")
+        elif token.get("expiry"):
+            row("token", f"{token['state']}, expires {token['expiry']} (in "
+                         f"{token['expires_in_seconds']} s); the token itself is never shown")
+        else:
+            row("token", f"{token['state']}, no expiry; the token itself is never shown")
+    else:
+        lines.append("  No credentials found.")
+        lines.append(f"  Fix: {report.get('fix')}")
+    lines.append("Sources, in ADC order:")
+    for number, source in enumerate(report["sources"], 1):
+        where = f" ({source['location']})" if source.get("location") else ""
+        lines.append(f"  {number}. {source['source']}{where}: {source['outcome']}, "
+                     f"{source['detail']}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from ._auth import _scopes
+
+    out = out or sys.stdout
+    scopes = _scopes(args.scopes, ()) if args.scopes is not None else None
+    try:
+        report = build_report(scopes, not args.no_token)
+    except GCAuthError as exc:
+        if not args.json:
+            raise
+        report = {"ok": False, "error": str(exc)}
+    if args.json:
+        out.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    else:
+        out.write(render(report) + "\n")
+    if not report["ok"]:
+        if not args.json:
+            token = report.get("token") or {}
+            reason = token.get("error") if isinstance(token, dict) else None
+            print(f"gcauth: error: {reason or 'no Application Default Credentials found'}",
+                  file=sys.stderr)
+        return 1
+    return 0
