@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
-
 
 # A socket bound but never listening: connections to its port are refused, and because it stays
 # bound for the whole run no server (an emulator on an ephemeral port) can take the port over.

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path, PureWindowsPath
 
 import pytest
 
 import gcauth
-from gcauth import _default, authorized_user, compute_engine, service_account
+from gcauth import _default, authorized_user, service_account
 from gcauth._files import read_json_file, write_private_json
 from gcauth._protocol import metadata
 from gcauth.exceptions import DefaultCredentialsError, MalformedCredentialsError
