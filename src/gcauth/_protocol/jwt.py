@@ -10,19 +10,29 @@ import base64
 import binascii
 import json
 from collections.abc import Mapping
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from typing import TYPE_CHECKING, Any
 
 from .._json import loads as json_loads
 from ..exceptions import GCAuthError, MalformedCredentialsError, SigningError
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
 __all__ = ["RSASigner", "b64url_decode", "b64url_encode", "decode", "encode", "verify_rs256"]
 
-_SHA256 = hashes.SHA256()
-_PKCS1 = padding.PKCS1v15()
+_SIGN_ARGS: tuple[Any, Any] | None = None
+
+
+def _sign_args() -> tuple[Any, Any]:
+    """(PKCS1v15(), SHA256()), built on first use: cryptography is imported when a key is
+    first loaded or checked, not when gcauth is imported."""
+    global _SIGN_ARGS
+    if _SIGN_ARGS is None:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        _SIGN_ARGS = (padding.PKCS1v15(), hashes.SHA256())
+    return _SIGN_ARGS
 
 
 class JWTError(GCAuthError):
@@ -59,6 +69,10 @@ class RSASigner:
         The expensive RSA consistency check is skipped: the key is the user's own, and a
         broken key only produces signatures the server rejects.
         """
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         data = pem.encode("utf-8") if isinstance(pem, str) else pem
         if b"-----BEGIN" not in data:
             raise MalformedCredentialsError(
@@ -82,7 +96,7 @@ class RSASigner:
 
     def sign(self, message: bytes) -> bytes:
         try:
-            return self._key.sign(message, _PKCS1, _SHA256)
+            return self._key.sign(message, *_sign_args())
         except Exception as exc:  # noqa: BLE001 - cryptography raises several kinds
             raise SigningError(f"RSA signing failed ({type(exc).__name__})") from None
 
@@ -133,6 +147,9 @@ def decode(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
 
 def load_public_key(pem: str | bytes) -> rsa.RSAPublicKey:
     """Read an RSA public key from a PEM public key or X.509 certificate."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     data = pem.encode() if isinstance(pem, str) else pem
     try:
         if b"CERTIFICATE" in data:
@@ -153,8 +170,10 @@ def verify_rs256(token: str, key: rsa.RSAPublicKey) -> dict[str, Any]:
     header, payload, signed, signature = decode(token)
     if header.get("alg") != "RS256":
         raise JWTError(f"unsupported JWT alg {header.get('alg')!r}")
+    from cryptography.exceptions import InvalidSignature
+
     try:
-        key.verify(signature, signed, _PKCS1, _SHA256)
+        key.verify(signature, signed, *_sign_args())
     except InvalidSignature:
         raise JWTError("JWT signature does not verify") from None
     return payload

@@ -40,6 +40,9 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    #: socketserver's default backlog (5) overflows under a herd of concurrent connects, which
+    #: then wait out SYN retransmits (1 s, 3 s, ...)
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], emulator: Emulator, family: int) -> None:
         self.address_family = family

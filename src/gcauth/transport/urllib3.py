@@ -39,6 +39,12 @@ class Request:
                 request.method, request.url, body=request.body, headers=dict(request.headers),
                 timeout=urllib3.Timeout(connect=request.timeout, read=request.timeout),
                 retries=False, redirect=False, preload_content=True)
+        except urllib3.exceptions.NewConnectionError as exc:
+            # checked first: urllib3 derives it from ConnectTimeoutError, but it means refused,
+            # unreachable or unresolvable, not a timeout
+            raise TransportError(
+                f"request to {request.endpoint} failed: {_reason(exc)}",
+                url=request.endpoint) from None
         except urllib3.exceptions.TimeoutError:
             raise TransportError(
                 f"request to {request.endpoint} timed out after {request.timeout:g} s",
