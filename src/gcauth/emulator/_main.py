@@ -3,40 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
+from .._files import write_private_json
 from ._server import Emulator
 
-__all__ = ["main", "serve_forever", "write_private_json"]
-
-
-def write_private_json(path: Path, payload: Any) -> None:
-    """Atomically write ``payload`` as JSON to ``path`` with mode 0600."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+__all__ = ["main", "serve_forever"]
 
 
 def _write_state(emu: Emulator, state_dir: Path) -> dict[str, Path]:
