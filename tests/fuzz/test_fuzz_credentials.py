@@ -1,0 +1,147 @@
+"""Credential JSON, client secrets and credential *files* fuzzed: whatever the input, the
+loaders return credentials or raise a gcauth error, and what they accept is safe."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import gcauth
+from gcauth import _files, authorized_user, service_account
+from gcauth._endpoints import check_endpoint
+from gcauth.flow import ClientConfig, DeviceFlow, InstalledAppFlow
+from tests.helpers import rsa_pem, sa_info, user_info
+
+from .strategies import (
+    DEEP_JSON,
+    FUZZ,
+    field_values,
+    json_values,
+    only_gcauth_errors,
+    raw_json_bytes,
+)
+
+SA_FIELDS = list(sa_info()) + ["universe_domain", "quota_project_id", "auth_uri"]
+USER_FIELDS = list(user_info()) + ["token_uri", "quota_project_id", "scopes", "account",
+                                   "universe_domain"]
+PEM_LIKE = st.one_of(
+    st.just(rsa_pem()), st.text(max_size=80),
+    st.builds(lambda body: f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n",
+              st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=",
+                      max_size=200)),
+    st.builds(lambda body: f"-----BEGIN RSA PRIVATE KEY-----\n{body}", st.text(max_size=50)))
+URIS = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["https://oauth2.googleapis.com/token", "http://127.0.0.1:1/token",
+                     "https://evil.example/token", "http://[::1]/t", "https://x.googleapis.com",
+                     "https://[/", "http://127.0.0.1:bad/", "https://oauth2.googleapis.com\\@x/"]))
+
+
+def mutated(base: dict[str, Any], fields: list[str]) -> st.SearchStrategy[dict[str, Any]]:
+    """``base`` with some fields replaced by anything, some removed, some extra keys added."""
+    def build(changes: dict[str, Any], removed: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+        info = {**base, **changes, **extra}
+        for name in removed:
+            info.pop(name, None)
+        return info
+
+    values = field_values | PEM_LIKE | URIS
+    return st.builds(build, st.dictionaries(st.sampled_from(fields), values, max_size=3),
+                     st.lists(st.sampled_from(fields), max_size=2),
+                     st.dictionaries(st.text(max_size=8), json_values, max_size=2))
+
+
+def _load(info: Any) -> None:
+    creds, _ = gcauth.load_credentials_from_dict(info)
+    token_uri = getattr(creds, "token_uri", None)
+    if token_uri is not None:  # anything accepted is an endpoint gcauth may send secrets to
+        check_endpoint(token_uri, field="token_uri", source="fuzz")
+    text = repr(creds) + str(creds)
+    for secret in ("private_key", "refresh_token", "client_secret"):
+        value = info.get(secret) if isinstance(info, dict) else None
+        if not isinstance(value, str) or len(value) < 12:
+            continue
+        # a secret may show up only as a copy of a field that is not secret
+        public = [str(v) for k, v in info.items() if k != secret]
+        if not any(value in other for other in public):
+            assert value not in text, secret
+
+
+@FUZZ
+@given(json_values)
+def test_any_json_value_as_credential_info(info: Any) -> None:
+    only_gcauth_errors(lambda: _load(info))
+
+
+@FUZZ
+@given(mutated(sa_info(), SA_FIELDS) | mutated(user_info(), USER_FIELDS))
+def test_near_valid_credential_info(info: dict[str, Any]) -> None:
+    only_gcauth_errors(lambda: _load(info))
+
+
+@FUZZ
+@given(mutated(sa_info(), SA_FIELDS), st.sampled_from(["sa", "user"]))
+def test_typed_constructors(info: dict[str, Any], which: str) -> None:
+    if which == "sa":
+        only_gcauth_errors(lambda: service_account.Credentials.from_service_account_info(info))
+    else:
+        only_gcauth_errors(lambda: authorized_user.Credentials.from_authorized_user_info(info))
+
+
+@FUZZ
+@given(raw_json_bytes)
+@example(DEEP_JSON[0])
+@example(DEEP_JSON[1])
+def test_any_bytes_as_a_credential_file(data: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cred.json"
+        path.write_bytes(data)
+        only_gcauth_errors(lambda: _files.read_json_file(path))
+        only_gcauth_errors(lambda: gcauth.load_credentials_from_file(path))
+        only_gcauth_errors(lambda: service_account.Credentials.from_service_account_file(path))
+        only_gcauth_errors(lambda: authorized_user.Credentials.from_authorized_user_file(path))
+        only_gcauth_errors(lambda: ClientConfig.from_file(path))
+
+
+# -- client secrets ------------------------------------------------------------------------
+CLIENT = {"client_id": "id.apps.googleusercontent.com", "client_secret": "client-secret-xyz",
+          "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+          "token_uri": "https://oauth2.googleapis.com/token", "redirect_uris": ["http://localhost"]}
+CLIENT_FIELDS = [*CLIENT, "device_authorization_uri", "revoke_uri", "project_id"]
+
+
+@st.composite
+def client_secrets(draw: st.DrawFn) -> Any:
+    section = draw(mutated(CLIENT, CLIENT_FIELDS))
+    kind = draw(st.sampled_from(["installed", "web", "other"]))
+    extra = draw(st.dictionaries(st.sampled_from(["installed", "web", "type"]), json_values,
+                                 max_size=1))
+    return {kind: section, **extra}
+
+
+def _client(info: Any) -> None:
+    config = ClientConfig.from_info(info)
+    for name in ("auth_uri", "token_uri", "device_authorization_uri", "revoke_uri"):
+        value = getattr(config, name)
+        if value is not None:
+            check_endpoint(value, field=name, source="fuzz")
+    assert "client-secret-xyz" not in repr(config)
+    InstalledAppFlow(config, ["openid"])
+    DeviceFlow(config, ["openid"])
+
+
+@FUZZ
+@given(json_values | client_secrets())
+def test_any_client_secrets(info: Any) -> None:
+    only_gcauth_errors(lambda: _client(info))
+
+
+@FUZZ
+@given(client_secrets(), st.sampled_from(["installed", "device"]))
+def test_client_secrets_through_the_flow_constructors(info: Any, which: str) -> None:
+    cls = InstalledAppFlow if which == "installed" else DeviceFlow
+    only_gcauth_errors(lambda: cls.from_client_config(info, ["openid"]))
