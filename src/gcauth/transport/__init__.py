@@ -66,9 +66,13 @@ def resolve_request(request: object | None) -> Request:
     global _default
     if request is None:
         if _default is None:
+            import atexit
+
             from .urllib3 import Request as Urllib3Request
 
-            _default = Urllib3Request()
+            default = Urllib3Request()
+            atexit.register(default.http.clear)  # close pooled keep-alive sockets at exit
+            _default = default
         return _default
     if isinstance(request, Request):
         return request

@@ -1,0 +1,56 @@
+"""The public surface, locked: a change here is an API change and must be deliberate."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+SURFACE = {
+    "gcauth": ["DefaultCredentialsError", "GCAuthError", "MalformedCredentialsError",
+               "RefreshError", "TransportError", "__version__", "default",
+               "load_credentials_from_dict", "load_credentials_from_file"],
+    "gcauth.exceptions": ["DefaultCredentialsError", "FlowError", "GCAuthError",
+                          "MalformedCredentialsError", "RefreshError", "SigningError",
+                          "TransportError", "UnsafeEndpointError"],
+    "gcauth.tokens": ["Clock", "Token", "TokenCache", "TokenState", "utcnow"],
+    "gcauth.service_account": ["Credentials"],
+    "gcauth.authorized_user": ["Credentials"],
+    "gcauth.compute_engine": ["Credentials", "get_project_id", "is_on_gce"],
+    "gcauth.oauth2": ["decode_id_token", "id_token_jwt_grant", "jwt_grant", "refresh_grant",
+                      "verify_id_token"],
+    "gcauth.oauth2.service_account": ["Credentials"],
+    "gcauth.oauth2.credentials": ["Credentials"],
+    "gcauth.flow": ["ClientConfig", "DeviceAuthorization", "DeviceFlow", "InstalledAppFlow",
+                    "device_instructions"],
+    "gcauth.transport.urllib3": ["AuthorizedHttp", "Request"],
+    "gcauth.transport.requests": ["Auth", "AuthorizedSession", "Request"],
+    "gcauth.transport.httpx": ["AsyncRequest", "Auth", "Request"],
+    "gcauth.transport.aiohttp": ["AsyncRequest", "AuthorizedSession"],
+    "gcauth.emulator": ["AccessToken", "Emulator", "Fault", "FaultInjector", "RefreshToken",
+                        "serve_forever"],
+}
+
+
+@pytest.mark.parametrize("module", sorted(SURFACE))
+def test_exported_members(module: str) -> None:
+    mod = importlib.import_module(module)
+    assert sorted(mod.__all__) == sorted(SURFACE[module])
+    for name in mod.__all__:
+        assert hasattr(mod, name), f"{module}.{name} is exported but missing"
+
+
+def test_google_style_aliases_are_the_same_classes() -> None:
+    from gcauth import authorized_user, service_account
+    from gcauth.oauth2 import credentials as oauth2_credentials
+    from gcauth.oauth2 import service_account as oauth2_service_account
+
+    assert oauth2_service_account.Credentials is service_account.Credentials
+    assert oauth2_credentials.Credentials is authorized_user.Credentials
+
+
+def test_every_error_is_a_gcauth_error() -> None:
+    from gcauth import exceptions
+
+    for name in exceptions.__all__:
+        assert issubclass(getattr(exceptions, name), exceptions.GCAuthError)
