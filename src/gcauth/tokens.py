@@ -106,13 +106,13 @@ class TokenCache:
     event loop await through :func:`asyncio.wrap_future`.
     """
 
-    __slots__ = ("_clock", "_inflight", "_lock", "_stale_at", "_tasks", "_token")
+    __slots__ = ("_clock", "_entry", "_inflight", "_lock", "_tasks")
 
     def __init__(self, clock: Clock | None = None):
         self._clock: Clock = clock or utcnow
         self._lock = threading.Lock()
-        self._token: Token | None = None
-        self._stale_at: datetime | None = None
+        # (token, stale_at) in one attribute, so the lock-free fast path reads a consistent pair
+        self._entry: tuple[Token, datetime | None] | None = None
         self._inflight: concurrent.futures.Future[Token] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # strong refs to background refreshes
 
@@ -123,10 +123,11 @@ class TokenCache:
     @property
     def token(self) -> Token | None:
         """The cached token, whatever its state."""
-        return self._token
+        entry = self._entry
+        return None if entry is None else entry[0]
 
     def state(self) -> TokenState:
-        token = self._token
+        token = self.token
         return TokenState.INVALID if token is None else token.state(self._clock())
 
     def set(self, token: Token | None) -> None:
@@ -141,7 +142,7 @@ class TokenCache:
         drops it, so the herd still triggers a single refresh.
         """
         with self._lock:
-            current = self._token
+            current = self.token
             if current is None:
                 return
             if token is not None:
@@ -151,21 +152,20 @@ class TokenCache:
             self._store(None)
 
     def _store(self, token: Token | None) -> None:
-        self._token = token
-        self._stale_at = token.stale_at() if token is not None else None
+        self._entry = None if token is None else (token, token.stale_at())
 
     def _fresh(self) -> Token | None:
-        token = self._token
-        if token is None:
+        entry = self._entry
+        if entry is None:
             return None
-        stale_at = self._stale_at
+        token, stale_at = entry
         if stale_at is None or self._clock() < stale_at:
             return token
         return None
 
     def _claim(self) -> tuple[Token | None, TokenState, concurrent.futures.Future[Token], bool]:
         with self._lock:
-            token = self._token
+            token = self.token
             state = TokenState.INVALID if token is None else token.state(self._clock())
             future = self._inflight
             owner = False
