@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from . import _files
@@ -71,13 +71,9 @@ class Credentials(Scoped):
         self._timeout = timeout
         self._rotation_lock = threading.Lock()
         if token is not None:
-            from .tokens import Token as _Token
-
-            if expiry is not None and expiry.tzinfo is None:
-                from datetime import timezone
-
+            if expiry is not None and expiry.tzinfo is None:  # google-auth passes naive UTC
                 expiry = expiry.replace(tzinfo=timezone.utc)
-            self._cache.set(_Token(token, expiry=expiry, scopes=self._scopes, id_token=id_token))
+            self._cache.set(Token(token, expiry=expiry, scopes=self._scopes, id_token=id_token))
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._http import Flow, run_async, run_sync
+from .exceptions import GCAuthError
 from .tokens import Clock, Token, TokenCache, TokenState
 
 if TYPE_CHECKING:
@@ -129,7 +130,8 @@ class Credentials(abc.ABC):
         """Set ``Authorization`` (and the quota-project header) on ``headers``."""
         value = token if token is not None else self.token
         if value is None:
-            raise ValueError("no token yet: call refresh() or get_token() first")
+            raise GCAuthError("these credentials have no token yet: call refresh() or "
+                              "get_token() first, or use before_request()")
         headers["authorization"] = f"Bearer {value}"
         if self._quota_project_id:
             headers[QUOTA_PROJECT_HEADER] = self._quota_project_id

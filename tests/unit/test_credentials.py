@@ -214,3 +214,20 @@ def test_metadata_host_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> 
     assert "127.0.0.1:1111" in next(creds.token_flow(T0)).url
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:2222")
     assert "127.0.0.1:2222" in next(creds.token_flow(T0)).url
+
+
+def test_google_style_constructor_with_token_and_naive_expiry() -> None:
+    from datetime import datetime
+
+    from gcauth.exceptions import GCAuthError
+
+    naive = datetime(2030, 1, 1, 0, 0, 0)
+    creds = authorized_user.Credentials("ya29.given", refresh_token="r", client_id="c",
+                                        client_secret="s", expiry=naive)
+    assert creds.token == "ya29.given"
+    assert creds.expiry is not None and creds.expiry.tzinfo is not None
+    headers: dict[str, str] = {}
+    creds.apply(headers)
+    assert headers["authorization"] == "Bearer ya29.given"
+    with pytest.raises(GCAuthError, match="no token yet"):
+        authorized_user.Credentials(refresh_token="r").apply({})
