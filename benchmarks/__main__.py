@@ -117,6 +117,8 @@ HOW = """\
   (`import gcauth`, `from gcauth import service_account`, `import gcauth.transport.<t>` vs
   `import google.auth`, `from google.oauth2 import service_account`,
   `import google.auth.transport.<t>`); "python alone" is the guard prelude with no import.
+  Both libraries are byte-compiled first, as pip does at install time: an editable checkout
+  under `PYTHONDONTWRITEBYTECODE=1` would otherwise recompile gcauth on every import.
 - **default()**: an empty HOME, no `GOOGLE_*` variables, and `GCE_METADATA_HOST` /
   `GCE_METADATA_IP` (both libraries read both) pointed at a closed loopback port, or at a
   loopback listener that accepts connections and never answers.

@@ -21,12 +21,12 @@ import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import _files
 from ._protocol import metadata as _md
+from ._value import Value
 from .credentials import Credentials, Scoped
 from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError
 
@@ -51,30 +51,40 @@ UNSUPPORTED_TYPES = ("external_account", "external_account_authorized_user",
                      "impersonated_service_account", "gdch_service_account")
 
 
-@dataclass(frozen=True, slots=True)
-class SourceReport:
-    """One ADC source and what happened there."""
+class SourceReport(Value):
+    """One ADC source and what happened there (``outcome``: used, not found, skipped)."""
 
+    __slots__ = ("name", "location", "outcome", "detail")
     name: str
     location: str | None
-    outcome: str  # "used", "not found", "skipped", "error"
+    outcome: str
     detail: str
+
+    def __init__(self, name: str, location: str | None, outcome: str, detail: str):
+        self._init(name=name, location=location, outcome=outcome, detail=detail)
 
     def line(self) -> str:
         where = f" ({self.location})" if self.location else ""
         return f"{self.name}{where}: {self.outcome}, {self.detail}"
 
 
-@dataclass(slots=True)
 class Resolution:
     """What :func:`find_default` decided, and why."""
 
-    credentials: Credentials | None = None
-    project_id: str | None = None
-    source: str | None = None
-    source_location: str | None = None
-    project_source: str | None = None
-    tried: list[SourceReport] = field(default_factory=list)
+    __slots__ = ("credentials", "project_id", "project_source", "source", "source_location",
+                 "tried")
+
+    def __init__(self) -> None:
+        self.credentials: Credentials | None = None
+        self.project_id: str | None = None
+        self.source: str | None = None
+        self.source_location: str | None = None
+        self.project_source: str | None = None
+        self.tried: list[SourceReport] = []
+
+    def __repr__(self) -> str:
+        return (f"Resolution(source={self.source!r}, project_id={self.project_id!r}, "
+                f"credentials={self.credentials!r})")
 
 
 # -- locations ----------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from ._value import Value
 from .exceptions import TransportError
 
 __all__ = ["Flow", "Headers", "HttpRequest", "HttpResponse", "Sleep", "run_async", "run_sync"]
@@ -52,15 +52,21 @@ class Headers(Mapping[str, str]):
         return f"Headers({shown!r})"
 
 
-@dataclass(frozen=True, slots=True)
-class HttpRequest:
+class HttpRequest(Value):
     """One HTTP request a flow wants sent. ``body`` is bytes or ``None``."""
 
+    __slots__ = ("method", "url", "headers", "body", "timeout")
+    _hidden = frozenset({"body"})
     method: str
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-    body: bytes | None = field(default=None, repr=False)
-    timeout: float = DEFAULT_TIMEOUT
+    headers: Mapping[str, str]
+    body: bytes | None
+    timeout: float
+
+    def __init__(self, method: str, url: str, headers: Mapping[str, str] | None = None,
+                 body: bytes | None = None, timeout: float = DEFAULT_TIMEOUT):
+        self._init(method=method, url=url, headers={} if headers is None else headers,
+                   body=body, timeout=timeout)
 
     @property
     def endpoint(self) -> str:
@@ -69,13 +75,17 @@ class HttpRequest:
         return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
+class HttpResponse(Value):
     """The reply a driver hands back to the flow."""
 
+    __slots__ = ("status", "headers", "body")
+    _hidden = frozenset({"body"})
     status: int
     headers: Headers
-    body: bytes = field(repr=False)
+    body: bytes
+
+    def __init__(self, status: int, headers: Headers, body: bytes):
+        self._init(status=status, headers=headers, body=body)
 
     @property
     def data(self) -> bytes:
@@ -83,11 +93,14 @@ class HttpResponse:
         return self.body
 
 
-@dataclass(frozen=True, slots=True)
-class Sleep:
+class Sleep(Value):
     """Yielded by a flow that wants the driver to wait (retry backoff)."""
 
+    __slots__ = ("seconds",)
     seconds: float
+
+    def __init__(self, seconds: float):
+        self._init(seconds=seconds)
 
 
 Flow = Generator["HttpRequest | Sleep", "HttpResponse | None", T]

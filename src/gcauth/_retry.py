@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TypeVar
 
 from ._http import Flow, Sleep
+from ._value import Value
 from .exceptions import RefreshError, TransportError
 
 __all__ = ["NO_RETRY", "RetryPolicy", "with_retries"]
@@ -21,17 +21,24 @@ __all__ = ["NO_RETRY", "RetryPolicy", "with_retries"]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Value):
     """How hard to try. Defaults: 4 attempts, 0.2 s initial, 4 s cap, 10 s of sleeping in total."""
 
-    max_attempts: int = 4
-    initial: float = 0.2
-    multiplier: float = 2.0
-    cap: float = 4.0
-    deadline: float = 10.0
-    retry_after_cap: float = 10.0
-    jitter: Callable[[], float] = random.random
+    __slots__ = ("max_attempts", "initial", "multiplier", "cap", "deadline", "retry_after_cap",
+                 "jitter")
+    max_attempts: int
+    initial: float
+    multiplier: float
+    cap: float
+    deadline: float
+    retry_after_cap: float
+    jitter: Callable[[], float]
+
+    def __init__(self, max_attempts: int = 4, initial: float = 0.2, multiplier: float = 2.0,
+                 cap: float = 4.0, deadline: float = 10.0, retry_after_cap: float = 10.0,
+                 jitter: Callable[[], float] = random.random):
+        self._init(max_attempts=max_attempts, initial=initial, multiplier=multiplier, cap=cap,
+                   deadline=deadline, retry_after_cap=retry_after_cap, jitter=jitter)
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait after failed ``attempt`` (0-based)."""

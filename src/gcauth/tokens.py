@@ -19,9 +19,10 @@ import concurrent.futures
 import enum
 import threading
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
+
+from ._value import Value
 
 if TYPE_CHECKING:
     import asyncio
@@ -49,8 +50,7 @@ class TokenState(enum.Enum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
+class Token(Value):
     """An access token (or self-signed JWT) with its expiry.
 
     ``expiry`` is timezone-aware UTC, or ``None`` for a token that does not expire.
@@ -59,16 +59,22 @@ class Token:
     last tenth (at most 10 s).
     """
 
-    access_token: str = field(repr=False)
-    expiry: datetime | None = None
-    scopes: tuple[str, ...] | None = None
-    id_token: str | None = field(default=None, repr=False)
-    token_type: str = "Bearer"
-    issued_at: datetime | None = None
+    __slots__ = ("access_token", "expiry", "scopes", "id_token", "token_type", "issued_at")
+    _hidden = frozenset({"access_token", "id_token"})
+    access_token: str
+    expiry: datetime | None
+    scopes: tuple[str, ...] | None
+    id_token: str | None
+    token_type: str
+    issued_at: datetime | None
 
-    def __post_init__(self) -> None:
-        if self.expiry is not None and self.expiry.tzinfo is None:
+    def __init__(self, access_token: str, expiry: datetime | None = None,
+                 scopes: tuple[str, ...] | None = None, id_token: str | None = None,
+                 token_type: str = "Bearer", issued_at: datetime | None = None):
+        if expiry is not None and expiry.tzinfo is None:
             raise ValueError("Token.expiry must be timezone-aware (UTC)")
+        self._init(access_token=access_token, expiry=expiry, scopes=scopes, id_token=id_token,
+                   token_type=token_type, issued_at=issued_at)
 
     def _windows(self) -> tuple[timedelta, timedelta]:
         if self.expiry is None or self.issued_at is None:

@@ -8,7 +8,6 @@ error per §5.2) and ``token_exchange`` is the flow that sends it with bounded, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -16,6 +15,7 @@ from urllib.parse import urlencode
 from .._http import DEFAULT_TIMEOUT, Flow, HttpRequest, HttpResponse
 from .._json import loads as json_loads
 from .._retry import RetryPolicy, with_retries
+from .._value import Value
 from ..exceptions import RefreshError
 
 __all__ = [
@@ -47,17 +47,25 @@ _HINTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class TokenResponse:
+class TokenResponse(Value):
     """A successful token response (RFC 6749 §5.1). Secrets are kept out of ``repr``."""
 
-    access_token: str | None = field(repr=False)
+    __slots__ = ("access_token", "expires_in", "token_type", "refresh_token", "scope", "id_token",
+                 "raw")
+    _hidden = frozenset({"access_token", "refresh_token", "id_token", "raw"})
+    access_token: str | None
     expires_in: float | None
     token_type: str
-    refresh_token: str | None = field(repr=False)
+    refresh_token: str | None
     scope: tuple[str, ...] | None
-    id_token: str | None = field(repr=False)
-    raw: Mapping[str, Any] = field(repr=False)
+    id_token: str | None
+    raw: Mapping[str, Any]
+
+    def __init__(self, *, access_token: str | None, expires_in: float | None, token_type: str,
+                 refresh_token: str | None, scope: tuple[str, ...] | None,
+                 id_token: str | None, raw: Mapping[str, Any]):
+        self._init(access_token=access_token, expires_in=expires_in, token_type=token_type,
+                   refresh_token=refresh_token, scope=scope, id_token=id_token, raw=raw)
 
     def expiry(self, now: datetime) -> datetime | None:
         return None if self.expires_in is None else now + timedelta(seconds=self.expires_in)
