@@ -93,14 +93,19 @@ class Credentials(abc.ABC):
         sender = resolve_request(request)
         return run_sync(self.token_flow(self._cache.clock()), sender.send)
 
-    def get_token(self, request: Request | None = None) -> Token:
-        """A usable token: cached when fresh, refreshed (once, for all callers) when not."""
+    def get_token(self, request: Request | None = None, *, fresh: bool = False) -> Token:
+        """A usable token: cached when fresh, refreshed (once, for all callers) when not.
+
+        A *stale* token (in its refresh window, still valid) is returned at once while a
+        background refresh runs; ``fresh=True`` waits for that refresh instead (used when
+        resending after a 401).
+        """
         token = self._cache._fresh()
         if token is not None:
             return token
-        return self._cache.get(lambda: self._fetch_sync(request))
+        return self._cache.get(lambda: self._fetch_sync(request), fresh=fresh)
 
-    async def aget_token(self, request: AsyncRequest) -> Token:
+    async def aget_token(self, request: AsyncRequest, *, fresh: bool = False) -> Token:
         """Async :meth:`get_token`: the refresh is async I/O on the caller's event loop."""
         token = self._cache._fresh()
         if token is not None:
@@ -109,7 +114,7 @@ class Credentials(abc.ABC):
         async def fetch() -> Token:
             return await run_async(self.token_flow(self._cache.clock()), request.send)
 
-        return await self._cache.aget(fetch)
+        return await self._cache.aget(fetch, fresh=fresh)
 
     def refresh(self, request: Request | None = None) -> None:
         """Fetch a new token now (google-auth's ``refresh``); joins a refresh in flight."""

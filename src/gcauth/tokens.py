@@ -202,8 +202,13 @@ class TokenCache:
         self._finish(future, token, None)
 
     # -- sync -----------------------------------------------------------------------------
-    def get(self, fetch: Callable[[], Token]) -> Token:
-        """Return a usable token, calling ``fetch`` (blocking) at most once per refresh."""
+    def get(self, fetch: Callable[[], Token], *, fresh: bool = False) -> Token:
+        """Return a usable token, calling ``fetch`` (blocking) at most once per refresh.
+
+        ``fresh=True`` waits for the refresh instead of returning a stale token: the retry after
+        a 401 uses it, since a request that just outlived one token should not be resent with
+        another that is about to expire.
+        """
         token = self._fresh()
         if token is not None:
             return token
@@ -211,7 +216,7 @@ class TokenCache:
         if state is TokenState.FRESH:
             assert token is not None
             return token
-        if state is TokenState.STALE:
+        if state is TokenState.STALE and not fresh:
             assert token is not None
             if owner:
                 threading.Thread(
@@ -234,7 +239,7 @@ class TokenCache:
         return future.result()
 
     # -- async ----------------------------------------------------------------------------
-    async def aget(self, fetch: Callable[[], Awaitable[Token]]) -> Token:
+    async def aget(self, fetch: Callable[[], Awaitable[Token]], *, fresh: bool = False) -> Token:
         """Async :meth:`get`: the refresh runs as a task on the caller's loop, never a thread."""
         import asyncio
 
@@ -249,12 +254,12 @@ class TokenCache:
             task = asyncio.get_running_loop().create_task(self._arun(future, fetch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-            if state is TokenState.STALE:
+            if state is TokenState.STALE and not fresh:
                 assert token is not None
                 return token
             # shield: cancelling this caller must not cancel the refresh others wait on
             await asyncio.shield(task)
-        elif state is TokenState.STALE:
+        elif state is TokenState.STALE and not fresh:
             assert token is not None
             return token
         return await asyncio.wrap_future(future)

@@ -200,3 +200,38 @@ def test_invalidate_only_drops_the_named_token() -> None:
     assert cache.token is not None
     cache.invalidate("current")
     assert cache.token is None
+
+
+def test_fresh_true_waits_for_the_refresh_instead_of_a_stale_token() -> None:
+    clock = Clock()
+    cache = TokenCache(clock)
+    cache.set(hour_token("old"))
+    clock.advance(3600 - 100)  # stale: get() would hand out "old" and refresh behind
+    calls = []
+
+    def fetch() -> Token:
+        calls.append(1)
+        return hour_token("new", clock.now)
+
+    assert cache.get(fetch, fresh=True).access_token == "new"
+    assert calls == [1]
+    assert cache.get(fetch).access_token == "new"  # now fresh: no further fetch
+    assert calls == [1]
+
+
+def test_fresh_true_async() -> None:
+    clock = Clock()
+    cache = TokenCache(clock)
+    cache.set(hour_token("old"))
+    clock.advance(3600 - 100)
+
+    async def fetch() -> Token:
+        await asyncio.sleep(0)
+        return hour_token("new", clock.now)
+
+    async def main() -> tuple[str, str]:
+        stale = await cache.aget(fetch, fresh=False)
+        fresh = await cache.aget(fetch, fresh=True)
+        return stale.access_token, fresh.access_token
+
+    assert asyncio.run(main()) == ("old", "new")

@@ -171,7 +171,7 @@ class AuthorizedSession:
                 return response
             response.release()
         credentials.invalidate(token)
-        token = await credentials.aget_token(sender)
+        token = await credentials.aget_token(sender, fresh=True)
         headers.update(credentials.headers_for(token))
         return await session.request(method, url, headers=headers, **kwargs)
 

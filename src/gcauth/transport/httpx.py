@@ -208,7 +208,7 @@ class Auth(httpx.Auth):
         response = yield request
         if self._should_retry(request, response):
             self.credentials.invalidate(token)
-            self._attach(request, self.credentials.get_token(self._request))
+            self._attach(request, self.credentials.get_token(self._request, fresh=True))
             yield request
 
     async def async_auth_flow(
@@ -219,5 +219,6 @@ class Auth(httpx.Auth):
         response = yield request
         if self._should_retry(request, response):
             self.credentials.invalidate(token)
-            self._attach(request, await self.credentials.aget_token(self._async_request))
+            self._attach(request, await self.credentials.aget_token(self._async_request,
+                                                                    fresh=True))
             yield request

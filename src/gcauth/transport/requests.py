@@ -88,7 +88,7 @@ class Auth(requests.auth.AuthBase):
                 or not replayable(original.body)):
             return response
         self.credentials.invalidate(token)
-        new_token = self.credentials.get_token(self._auth_request)
+        new_token = self.credentials.get_token(self._auth_request, fresh=True)
         response.content  # noqa: B018 - drain so the connection can be reused
         response.close()
         retry = original.copy()

@@ -105,7 +105,7 @@ class AuthorizedHttp:
         """Send with the token attached; on 401, refresh once and send again."""
         attempts = 0
         while True:
-            token = self.credentials.get_token(self._auth_request)
+            token = self.credentials.get_token(self._auth_request, fresh=attempts > 0)
             request_headers = dict(headers or {})
             request_headers.update(self.credentials.headers_for(token))
             response = self.http.urlopen(method, url, body=body, headers=request_headers,
