@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,4 +187,7 @@ def secret_leak_guard() -> Iterator[_LeakGuard]:
 @pytest.fixture(autouse=True)
 def _scan_gcauth_objects(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
+    kit = sys.modules.get("tests.e2e.cli_kit")
+    if kit is not None:  # CLI subprocesses a failed test left running
+        kit.finish_all()
     _GUARD.scan_objects(request.node.nodeid)

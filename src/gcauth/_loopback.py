@@ -23,6 +23,7 @@ import queue
 import socket
 import socketserver
 import threading
+import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -38,6 +39,8 @@ __all__ = ["Page", "Redirect", "RedirectServer", "check_bind_addr", "check_redir
 CONNECTION_TIMEOUT = 10.0
 #: Seconds a browser request waits for its page while the owner decides (token exchange).
 REPLY_TIMEOUT = 60.0
+#: How long closing the server waits for pages still being written to browsers.
+SEND_GRACE = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,7 @@ class Redirect:
         self.query = query
         self._page: Page | None = None
         self._ready = threading.Event()
+        self.sent = threading.Event()  # the page has been written to the browser (or failed)
 
     def respond(self, page: Page) -> None:
         """Choose the page this request gets (the first choice wins)."""
@@ -129,6 +133,7 @@ class _Server(ThreadingHTTPServer):
         self.connection_timeout = connection_timeout
         self.lock = threading.Lock()
         self.redirects: queue.Queue[Redirect] = queue.Queue()
+        self.delivered: list[Redirect] = []  # every redirect handed to the flow
         self.final_page: Page | None = None
         super().__init__(address, _Handler)
 
@@ -166,7 +171,11 @@ class _Handler(BaseHTTPRequestHandler):
             final = self.server.final_page
             if final is None:
                 self.server.redirects.put(redirect)
-        self._send(final or redirect.wait(REPLY_TIMEOUT))
+                self.server.delivered.append(redirect)
+        try:
+            self._send(final or redirect.wait(REPLY_TIMEOUT))
+        finally:
+            redirect.sent.set()
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._send(NOT_FOUND, body=False)
@@ -260,6 +269,11 @@ class RedirectServer:
             return
         self._closed = True
         self.finish()
+        # Let the browser get its page before the process (often a CLI about to exit) goes:
+        # handler threads are daemons, and a page still being written would be lost.
+        deadline = time.monotonic() + SEND_GRACE
+        for redirect in list(self._server.delivered):
+            redirect.sent.wait(max(0.0, deadline - time.monotonic()))
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -38,9 +38,16 @@ def adc_path(env: Mapping[str, str]) -> Path:
 
 
 class Cli:
-    """A running ``gcauth`` subprocess whose output is read line by line."""
+    """A running ``gcauth`` subprocess whose output is read line by line.
+
+    Every instance is tracked so that a test failing before :meth:`finish` still has its
+    process killed and pipes closed at teardown (see :func:`finish_all`).
+    """
+
+    running: list[Cli] = []
 
     def __init__(self, args: list[str], env: Mapping[str, str]):
+        Cli.running.append(self)
         self.args = args
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gcauth.cli", *args], env=dict(env), text=True,
@@ -106,7 +113,18 @@ class Cli:
             for stream in (self.proc.stdout, self.proc.stderr):
                 if stream is not None:
                     stream.close()
+            if self in Cli.running:
+                Cli.running.remove(self)
         return code, "".join(self.out), "".join(self.err)
+
+
+def finish_all() -> None:
+    """Kill and reap every Cli a test left running (it failed before calling finish)."""
+    for cli in list(Cli.running):
+        try:
+            cli.finish(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            pass
 
 
 def run_cli(args: list[str], env: Mapping[str, str], timeout: float = 60.0,
