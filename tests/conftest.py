@@ -15,6 +15,9 @@ from typing import Any
 
 import pytest
 
+# Shared fixtures of the CLI tests (``client_file``, ``env``) live beside their helpers.
+pytest_plugins = ["tests.e2e.cli_kit"]
+
 # A socket bound but never listening: connections to its port are refused, and because it stays
 # bound for the whole run no server (an emulator on an ephemeral port) can take the port over.
 _RESERVED = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

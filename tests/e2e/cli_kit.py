@@ -7,6 +7,7 @@ browser tests in this directory.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import queue
 import re
@@ -16,7 +17,10 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+import pytest
 
 CLOUD = "https://www.googleapis.com/auth/cloud-platform"
 
@@ -181,3 +185,18 @@ def device_code_from(cli: Cli) -> str:
     cli.wait_for_line(lambda line: "enter the code" in line)
     return cli.wait_for_line(lambda line: bool(re.fullmatch(r"[A-Z0-9]{4}-[A-Z0-9]{4}",
                                                             line.strip()))).strip()
+
+
+# -- fixtures shared by the CLI tests (imported into their modules) -------------------------
+@pytest.fixture
+def client_file(emulator: Any, tmp_path: Path) -> Path:
+    """An installed-app client_secrets.json registered with the session emulator."""
+    path = tmp_path / "client_secrets.json"
+    path.write_text(json.dumps(emulator.create_oauth_client("installed")))
+    return path
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    """An environment for a CLI subprocess, with HOME and CLOUDSDK_CONFIG in ``tmp_path``."""
+    return cli_env(tmp_path)

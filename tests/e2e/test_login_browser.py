@@ -22,18 +22,6 @@ pytestmark = pytest.mark.e2e
 LOGIN = ["auth", "application-default", "login"]
 
 
-@pytest.fixture
-def client_file(emulator: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "client_secrets.json"
-    path.write_text(json.dumps(emulator.create_oauth_client("installed")))
-    return path
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return cli_env(tmp_path)
-
-
 def call_api(emu: Any, token: str) -> int:
     import http.client
 

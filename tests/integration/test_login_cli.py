@@ -18,18 +18,6 @@ from gcauth.transport.urllib3 import AuthorizedHttp
 from tests.e2e.cli_kit import Cli, adc_path, cli_env, consent, device_code_from, http_get, run_cli
 
 
-@pytest.fixture
-def client_file(emulator: Any, tmp_path: Path) -> Path:
-    path = tmp_path / "client_secrets.json"
-    path.write_text(json.dumps(emulator.create_oauth_client("installed")))
-    return path
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    return cli_env(tmp_path)
-
-
 def secrets_of(emu: Any) -> set[str]:
     state = emu._state
     with state.lock:

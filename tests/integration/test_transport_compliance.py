@@ -484,6 +484,18 @@ class _AsyncSession:
         self.run(self.loop.shutdown_asyncgens())
         self.loop.close()
 
+    async def _get(self, url: str, timeout: float | None = None,
+                   headers: dict[str, str] | None = None) -> Reply:
+        raise NotImplementedError
+
+    def herd(self, url: str, n: int) -> list[int]:
+        """``n`` concurrent GETs on one event loop; their statuses."""
+        async def go() -> list[int]:
+            replies = await asyncio.gather(*(self._get(url) for _ in range(n)))
+            return [r.status for r in replies]
+
+        return self.run(go())
+
 
 async def _agen(chunks: list[bytes]) -> AsyncIterator[bytes]:
     for chunk in chunks:
@@ -542,13 +554,6 @@ class HttpxAsyncSession(_AsyncSession):
 
         return self.run(go())
 
-    def herd(self, url: str, n: int) -> list[int]:
-        async def go() -> list[int]:
-            replies = await asyncio.gather(*(self._get(url) for _ in range(n)))
-            return [r.status for r in replies]
-
-        return self.run(go())
-
 
 class AiohttpSession(_AsyncSession):
     timeout_errors = (asyncio.TimeoutError,)
@@ -603,13 +608,6 @@ class AiohttpSession(_AsyncSession):
                         on_first()
                     parts.append(chunk)
             return b"".join(parts)
-
-        return self.run(go())
-
-    def herd(self, url: str, n: int) -> list[int]:
-        async def go() -> list[int]:
-            replies = await asyncio.gather(*(self._get(url) for _ in range(n)))
-            return [r.status for r in replies]
 
         return self.run(go())
 

@@ -62,6 +62,17 @@ def _call_api(credentials: Any, emu: Any, project: str, out: TextIO) -> None:
                   f"(the token itself is never printed)\n")
 
 
+def _resolve() -> Any:
+    """ADC for the demo's current environment; a gcauth error (not an assert) if nothing."""
+    from .._default import find_default, not_found_message
+    from ..exceptions import DefaultCredentialsError
+
+    res = find_default(SCOPES)
+    if res.credentials is None:
+        raise DefaultCredentialsError(not_found_message(res))
+    return res
+
+
 def _closed_port() -> int:
     import socket
 
@@ -74,7 +85,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     import sys
 
     from .. import _files
-    from .._default import default, find_default
+    from .._default import default
     from ..emulator import Emulator
     from ..exceptions import DefaultCredentialsError
 
@@ -93,8 +104,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write("1. Service account key via GOOGLE_APPLICATION_CREDENTIALS\n")
         out.write(f"    created {info['client_email']} (key {key_path.name}, mode 0600)\n")
         with _environment({**isolated, "GOOGLE_APPLICATION_CREDENTIALS": str(key_path)}):
-            res = find_default(SCOPES)
-            assert res.credentials is not None
+            res = _resolve()
             out.write(f"    ADC chose: {res.source} -> {type(res.credentials).__module__}; "
                       f"project {res.project_id} (from {res.project_source})\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
@@ -106,8 +116,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         adc_file = work / "gcloud" / "application_default_credentials.json"
         _files.write_private_json(adc_file, user)
         with _environment({**isolated, "GOOGLE_CLOUD_PROJECT": "demo-project"}):
-            res = find_default(SCOPES)
-            assert res.credentials is not None
+            res = _resolve()
             out.write(f"    ADC chose: {res.source} ({adc_file.name}); quota project "
                       f"{res.credentials.quota_project_id}\n")
             _call_api(res.credentials, emu, "demo-project", out)
@@ -117,8 +126,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         # 3. the metadata server, as on a Compute Engine VM
         out.write("\n3. Compute Engine metadata server\n")
         with _environment({**isolated, "NO_GCE_CHECK": None, **emu.env()}):
-            res = find_default(SCOPES)
-            assert res.credentials is not None
+            res = _resolve()
             out.write(f"    ADC chose: {res.source} at {res.source_location}; project "
                       f"{res.project_id} (from {res.project_source})\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
