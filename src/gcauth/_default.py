@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from . import _files
-from ._protocol import metadata as _md
 from ._value import Value
 from .credentials import Credentials, Scoped
 from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError
@@ -210,34 +209,16 @@ def _from_metadata(env: Mapping[str, str], res: Resolution, request: Any,
                    scopes: Sequence[str] | None, default_scopes: Sequence[str] | None,
                    timeout: float | None) -> bool:
     from . import compute_engine
-    from ._http import run_sync
-    from .transport import resolve_request
 
-    where = _md.metadata_host(env)
-    if _md.check_disabled(env):
-        res.tried.append(SourceReport("metadata server", where, "skipped",
-                                      "NO_GCE_CHECK is set"))
-        return False
-    residency, why = _md.Residency.UNKNOWN, "GCE_METADATA_HOST/GCE_METADATA_IP is set"
-    if not _md.overridden(env):
-        residency, why = _md.detect_residency(env)
-        if residency == _md.Residency.OFF:
-            res.tried.append(SourceReport("metadata server", where, "skipped",
-                                          f"not probed: {why}"))
-            return False
-    default_timeout = (_md.ON_GCE_PROBE_TIMEOUT if residency == _md.Residency.ON
-                       else _md.PROBE_TIMEOUT)
-    wait = timeout if timeout is not None else _md.probe_timeout(default_timeout, env)
-    attempts = 3 if residency == _md.Residency.ON else 1
-    found = run_sync(_md.ping_flow(wait, env, attempts), resolve_request(request).send)
-    if not found:
-        res.tried.append(SourceReport(
-            "metadata server", _md.ping_host(env), "not found",
-            f"no metadata server answered within {wait:g} s ({why})"))
+    found = compute_engine.detect_metadata_server(request, timeout, environ=env)
+    if not found.available:
+        res.tried.append(SourceReport("metadata server", found.location, found.outcome,
+                                      found.detail))
         return False
     res.credentials = compute_engine.Credentials(scopes=scopes, default_scopes=default_scopes)
-    res.source, res.source_location = "metadata server", where
-    res.tried.append(SourceReport("metadata server", where, "used", "Compute Engine credentials"))
+    res.source, res.source_location = "metadata server", found.location
+    res.tried.append(SourceReport("metadata server", found.location, "used",
+                                  "Compute Engine credentials"))
     return True
 
 

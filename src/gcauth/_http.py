@@ -13,13 +13,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from ._value import Value
 from .exceptions import TransportError
 
-__all__ = ["Flow", "Headers", "HttpRequest", "HttpResponse", "Sleep", "run_async", "run_sync"]
+__all__ = [
+    "AsyncRequest",
+    "Flow",
+    "Headers",
+    "HttpRequest",
+    "HttpResponse",
+    "Request",
+    "Sleep",
+    "callable_compat",
+    "failed",
+    "run_async",
+    "run_sync",
+    "timed_out",
+]
 
 T = TypeVar("T")
 
@@ -46,6 +59,16 @@ class Headers(Mapping[str, str]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Headers):
+            return self._items == other._items
+        if isinstance(other, Mapping):
+            return self._items == {str(k).lower(): v for k, v in other.items()}
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
     def __repr__(self) -> str:
         shown = {k: ("<redacted>" if k in ("authorization", "cookie") else v)
                  for k, v in self._items.items()}
@@ -53,19 +76,24 @@ class Headers(Mapping[str, str]):
 
 
 class HttpRequest(Value):
-    """One HTTP request a flow wants sent. ``body`` is bytes or ``None``."""
+    """One HTTP request a flow wants sent. ``body`` is bytes or ``None``.
+
+    Immutable and hashable: ``headers`` is a read-only :class:`Headers` copy of what the caller
+    passed, so a flow that keeps a request (to resend it) cannot see it change.
+    """
 
     __slots__ = ("method", "url", "headers", "body", "timeout")
     _hidden = frozenset({"body"})
     method: str
     url: str
-    headers: Mapping[str, str]
+    headers: Headers
     body: bytes | None
     timeout: float
 
     def __init__(self, method: str, url: str, headers: Mapping[str, str] | None = None,
                  body: bytes | None = None, timeout: float = DEFAULT_TIMEOUT):
-        self._init(method=method, url=url, headers={} if headers is None else headers,
+        self._init(method=method, url=url,
+                   headers=headers if isinstance(headers, Headers) else Headers(headers),
                    body=body, timeout=timeout)
 
     @property
@@ -91,6 +119,47 @@ class HttpResponse(Value):
     def data(self) -> bytes:
         """google-auth's name for the body."""
         return self.body
+
+
+def timed_out(request: HttpRequest) -> TransportError:
+    """The error every sender raises when ``request`` got no reply within its timeout."""
+    return TransportError(f"request to {request.endpoint} timed out after {request.timeout:g} s",
+                          url=request.endpoint, timeout=True)
+
+
+def failed(request: HttpRequest, reason: str) -> TransportError:
+    """The error every sender raises when ``request`` got no usable reply (``reason`` must not
+    quote the request: it may carry secrets)."""
+    return TransportError(f"request to {request.endpoint} failed: {reason}",
+                          url=request.endpoint)
+
+
+@runtime_checkable
+class Request(Protocol):
+    """What a flow is sent with: sends one request and blocks for the reply.
+
+    Raises :class:`~gcauth.exceptions.TransportError` when there is no reply; never follows
+    redirects. :mod:`gcauth.transport` has one per HTTP library.
+    """
+
+    def send(self, request: HttpRequest) -> HttpResponse: ...
+
+
+@runtime_checkable
+class AsyncRequest(Protocol):
+    """Sends one request on an event loop (the async :class:`Request`)."""
+
+    async def send(self, request: HttpRequest) -> HttpResponse: ...
+
+
+def callable_compat(send: Callable[[HttpRequest], HttpResponse], url: str, method: str = "GET",
+                    body: Any = None, headers: Mapping[str, str] | None = None,
+                    timeout: float | None = None) -> HttpResponse:
+    """google-auth's ``request(url, method, body, headers, timeout)`` on top of ``send``."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    return send(HttpRequest(method, url, dict(headers or {}), body,
+                            timeout if timeout is not None else DEFAULT_TIMEOUT))
 
 
 class Sleep(Value):

@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import abc
 import copy
+import typing
 from collections.abc import MutableMapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
-from ._http import Flow, run_async, run_sync
-from .exceptions import GCAuthError
-from .tokens import Clock, Token, TokenCache, TokenState
+from . import _http
+from . import exceptions as _exceptions
+from . import tokens as _tokens
+from ._sender import resolve_request as _resolve_request
 
-if TYPE_CHECKING:
-    from .transport import AsyncRequest, Request
+if typing.TYPE_CHECKING:
+    from ._http import AsyncRequest, Flow, Request
+    from .tokens import Clock, Token
 
 __all__ = ["Credentials", "Scoped", "Signing"]
 
-C = TypeVar("C", bound="Credentials")
+_C = typing.TypeVar("_C", bound="Credentials")
 
-QUOTA_PROJECT_HEADER = "x-goog-user-project"
+_QUOTA_PROJECT_HEADER = "x-goog-user-project"
 
 
 class Credentials(abc.ABC):
@@ -38,7 +41,7 @@ class Credentials(abc.ABC):
 
     def __init__(self, *, quota_project_id: str | None = None, clock: Clock | None = None):
         self._quota_project_id = quota_project_id
-        self._cache = TokenCache(clock)
+        self._cache = _tokens.TokenCache(clock)
 
     # -- what subclasses provide ----------------------------------------------------------
     @abc.abstractmethod
@@ -69,18 +72,18 @@ class Credentials(abc.ABC):
         return None if token is None else token.expiry
 
     @property
-    def token_state(self) -> TokenState:
+    def token_state(self) -> _tokens.TokenState:
         return self._cache.state()
 
     @property
     def valid(self) -> bool:
         """True when there is a token that is not about to expire."""
-        return self._cache.state() is not TokenState.INVALID
+        return self._cache.state() is not _tokens.TokenState.INVALID
 
     @property
     def expired(self) -> bool:
         token = self._cache.token
-        return token is not None and token.state(self._cache.clock()) is TokenState.INVALID
+        return token is not None and token.state(self._cache.clock()) is _tokens.TokenState.INVALID
 
     @property
     def requires_scopes(self) -> bool:
@@ -88,10 +91,8 @@ class Credentials(abc.ABC):
 
     # -- getting tokens -------------------------------------------------------------------
     def _fetch_sync(self, request: Request | None) -> Token:
-        from .transport import resolve_request
-
-        sender = resolve_request(request)
-        return run_sync(self.token_flow(self._cache.clock()), sender.send)
+        sender = _resolve_request(request)
+        return _http.run_sync(self.token_flow(self._cache.clock()), sender.send)
 
     def get_token(self, request: Request | None = None, *, fresh: bool = False) -> Token:
         """A usable token: cached when fresh, refreshed (once, for all callers) when not.
@@ -112,7 +113,7 @@ class Credentials(abc.ABC):
             return token
 
         async def fetch() -> Token:
-            return await run_async(self.token_flow(self._cache.clock()), request.send)
+            return await _http.run_async(self.token_flow(self._cache.clock()), request.send)
 
         return await self._cache.aget(fetch, fresh=fresh)
 
@@ -122,7 +123,7 @@ class Credentials(abc.ABC):
 
     async def arefresh(self, request: AsyncRequest) -> None:
         async def fetch() -> Token:
-            return await run_async(self.token_flow(self._cache.clock()), request.send)
+            return await _http.run_async(self.token_flow(self._cache.clock()), request.send)
 
         await self._cache.arefresh(fetch)
 
@@ -135,17 +136,17 @@ class Credentials(abc.ABC):
         """Set ``Authorization`` (and the quota-project header) on ``headers``."""
         value = token if token is not None else self.token
         if value is None:
-            raise GCAuthError("these credentials have no token yet: call refresh() or "
+            raise _exceptions.GCAuthError("these credentials have no token yet: call refresh() or "
                               "get_token() first, or use before_request()")
         headers["authorization"] = f"Bearer {value}"
         if self._quota_project_id:
-            headers[QUOTA_PROJECT_HEADER] = self._quota_project_id
+            headers[_QUOTA_PROJECT_HEADER] = self._quota_project_id
 
     def headers_for(self, token: Token) -> dict[str, str]:
         """The request headers that carry ``token``."""
         result = {"authorization": f"{token.token_type} {token.access_token}"}
         if self._quota_project_id:
-            result[QUOTA_PROJECT_HEADER] = self._quota_project_id
+            result[_QUOTA_PROJECT_HEADER] = self._quota_project_id
         return result
 
     def before_request(
@@ -155,21 +156,21 @@ class Credentials(abc.ABC):
         headers.update(self.headers_for(self.get_token(request)))
 
     # -- copies ---------------------------------------------------------------------------
-    def _replace(self: C, **attributes: Any) -> C:
+    def _replace(self: _C, **attributes: Any) -> _C:
         clone = copy.copy(self)
         for name, value in attributes.items():
             setattr(clone, name, value)
-        clone._cache = TokenCache(self._cache.clock)
+        clone._cache = _tokens.TokenCache(self._cache.clock)
         return clone
 
-    def with_quota_project(self: C, quota_project_id: str | None) -> C:
+    def with_quota_project(self: _C, quota_project_id: str | None) -> _C:
         """A copy that bills ``quota_project_id`` (sent as ``X-Goog-User-Project``)."""
         return self._replace(_quota_project_id=quota_project_id)
 
-    def with_clock(self: C, clock: Clock) -> C:
+    def with_clock(self: _C, clock: Clock) -> _C:
         """A copy that reads time from ``clock`` (tests, simulations)."""
         clone = self._replace()
-        clone._cache = TokenCache(clock)
+        clone._cache = _tokens.TokenCache(clock)
         return clone
 
     def __repr__(self) -> str:
@@ -206,8 +207,8 @@ class Scoped(Credentials):
         return set(scopes) <= mine
 
     def with_scopes(
-        self: C, scopes: Sequence[str] | None, default_scopes: Sequence[str] | None = None
-    ) -> C:
+        self: _C, scopes: Sequence[str] | None, default_scopes: Sequence[str] | None = None
+    ) -> _C:
         """A copy limited to ``scopes`` (``default_scopes`` apply when ``scopes`` is empty)."""
         return self._replace(
             _scopes=_scope_tuple(scopes), _default_scopes=_scope_tuple(default_scopes))

@@ -9,7 +9,8 @@
     ├── RefreshError                 the token endpoint refused or failed (RFC 6749 error fields)
     ├── TransportError               the request never got a reply (connect failure, timeout, reset)
     ├── FlowError                    a user login flow failed (denied, state mismatch, timeout)
-    └── SigningError                 signing bytes failed
+    ├── SigningError                 signing bytes failed
+    └── UsageError                   an argument gcauth cannot use (also a TypeError/ValueError)
 
 Messages never contain a token, refresh token, private key, client secret or authorization code.
 """
@@ -25,6 +26,7 @@ __all__ = [
     "SigningError",
     "TransportError",
     "UnsafeEndpointError",
+    "UsageError",
 ]
 
 
@@ -102,3 +104,10 @@ class FlowError(GCAuthError):
 
 class SigningError(GCAuthError):
     """Signing with a credential's key failed."""
+
+
+class UsageError(GCAuthError, TypeError, ValueError):
+    """gcauth was called with an argument it cannot use: the wrong kind of object (a
+    ``requests.Session`` where a gcauth ``Request`` belongs) or an impossible value (a ``nan``
+    or negative timeout). Also a ``TypeError`` and a ``ValueError``, so code that catches the
+    builtin a Python API would raise keeps working."""

@@ -255,7 +255,7 @@ class _UserFlow:
         return self._credentials
 
     def _run(self, flow: Flow[Any]) -> Any:
-        from .transport import resolve_request
+        from ._sender import resolve_request
 
         return run_sync(flow, resolve_request(self._request).send)
 
@@ -673,7 +673,7 @@ class DeviceFlow(_UserFlow):
 
     def poll(self, authorization: DeviceAuthorization) -> Credentials:
         """Block until the user decides; returns (and keeps) the credentials."""
-        from .transport import resolve_request
+        from ._sender import resolve_request
 
         return run_sync(self.token_flow(authorization), resolve_request(self._request).send,
                         self._sleep)

@@ -110,8 +110,9 @@ def test_metadata_expires_in(body: dict[str, Any]) -> None:
 @FUZZ
 @given(reply_sequences)
 def test_metadata_helper_flows(replies: list[HttpResponse]) -> None:
-    for flow in (md.info_flow("default"), md.project_id_flow(),
-                 md.ping_flow(0.1, attempts=3), md.fetch_flow("instance/id")):
+    host = "127.0.0.1:9"
+    for flow in (md.info_flow(host, "default"), md.project_id_flow(host),
+                 md.ping_flow(host, 0.1, attempts=3), md.fetch_flow(host, "instance/id")):
         only_gcauth_errors(lambda flow=flow: run(flow, replies))  # type: ignore[misc]
 
 

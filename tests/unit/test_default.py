@@ -9,7 +9,7 @@ from pathlib import Path, PureWindowsPath
 import pytest
 
 import gcauth
-from gcauth import _default, authorized_user, service_account
+from gcauth import _default, authorized_user, compute_engine, service_account
 from gcauth._files import read_json_file, write_private_json
 from gcauth._protocol import metadata
 from gcauth.exceptions import DefaultCredentialsError, MalformedCredentialsError
@@ -110,24 +110,26 @@ def test_no_gce_check_skips_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_non_google_dmi_means_no_probe(tmp_path: Path) -> None:
     dmi = write(tmp_path / "product_name", "Standard PC (Q35 + ICH9, 2009)\n")
-    residency, why = metadata.detect_residency({}, str(dmi), platform="linux")
+    residency, why = compute_engine.detect_residency({}, str(dmi), platform="linux")
     assert residency == metadata.Residency.OFF and "Standard PC" in why
     dmi.write_text("Google Compute Engine\n")
-    assert metadata.detect_residency({}, str(dmi), platform="linux")[0] == metadata.Residency.ON
-    assert metadata.detect_residency({}, str(tmp_path / "missing"),
+    on = compute_engine.detect_residency({}, str(dmi), platform="linux")
+    assert on[0] == metadata.Residency.ON
+    assert compute_engine.detect_residency({}, str(tmp_path / "missing"),
                                      platform="linux")[0] == metadata.Residency.UNKNOWN
-    assert metadata.detect_residency({"K_SERVICE": "svc"}, str(dmi))[0] == metadata.Residency.ON
+    serverless = compute_engine.detect_residency({"K_SERVICE": "svc"}, str(dmi))
+    assert serverless[0] == metadata.Residency.ON
 
 
 def test_explicit_metadata_env_is_used_before_any_default_address(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
     monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:8")
-    assert metadata.metadata_host() == "127.0.0.1:9"
-    assert metadata.ping_host() == "127.0.0.1:8"
+    assert compute_engine.metadata_host() == "127.0.0.1:9"
+    assert compute_engine.ping_host() == "127.0.0.1:8"
     monkeypatch.delenv("GCE_METADATA_HOST")
     monkeypatch.delenv("GCE_METADATA_IP")
-    assert metadata.metadata_host() == metadata.DEFAULT_IP  # an IP: never waits on DNS
+    assert compute_engine.metadata_host() == metadata.DEFAULT_IP  # an IP: never waits on DNS
 
 
 # -- bad input: every case ends in a named gcauth error ---------------------------------

@@ -1,8 +1,10 @@
 """The public surface, locked: a change here is an API change and must be deliberate."""
 
 from __future__ import annotations
+import __future__
 
 import importlib
+import types
 
 import pytest
 
@@ -12,11 +14,14 @@ SURFACE = {
                "load_credentials_from_dict", "load_credentials_from_file"],
     "gcauth.exceptions": ["DefaultCredentialsError", "FlowError", "GCAuthError",
                           "MalformedCredentialsError", "RefreshError", "SigningError",
-                          "TransportError", "UnsafeEndpointError"],
+                          "TransportError", "UnsafeEndpointError", "UsageError"],
     "gcauth.tokens": ["Clock", "Token", "TokenCache", "TokenState", "utcnow"],
     "gcauth.service_account": ["Credentials"],
     "gcauth.authorized_user": ["Credentials"],
-    "gcauth.compute_engine": ["Credentials", "get_project_id", "is_on_gce"],
+    "gcauth.compute_engine": ["Credentials", "MetadataDetection", "detect_metadata_server",
+                              "get_project_id", "is_on_gce"],
+    "gcauth.credentials": ["Credentials", "Scoped", "Signing"],
+    "gcauth.transport": ["AsyncRequest", "Request", "resolve_request"],
     "gcauth.oauth2": ["decode_id_token", "id_token_jwt_grant", "jwt_grant", "refresh_grant",
                       "verify_id_token"],
     "gcauth.oauth2.service_account": ["Credentials"],
@@ -38,6 +43,45 @@ def test_exported_members(module: str) -> None:
     assert sorted(mod.__all__) == sorted(SURFACE[module])
     for name in mod.__all__:
         assert hasattr(mod, name), f"{module}.{name} is exported but missing"
+
+
+#: Modules whose whole namespace is checked, like httpx's ``test_exported_members.py``.
+NO_LEAKS = ["gcauth", "gcauth.credentials", "gcauth.transport"]
+
+
+def _leaks(module: str) -> list[str]:
+    """Public names of ``module`` that are not in ``__all__`` and are not plainly foreign.
+
+    Skipped: submodules, ``from __future__`` features, and objects defined outside gcauth
+    (``Any``, ``datetime``: they say where they come from). Anything else without a leading
+    underscore -- a class or function defined in gcauth, a constant -- is either in
+    ``__all__`` or a leak.
+    """
+    mod = importlib.import_module(module)
+    exported = set(mod.__all__)
+    leaks = []
+    for name, value in vars(mod).items():
+        if name.startswith("_") or name in exported:
+            continue
+        if isinstance(value, (types.ModuleType, __future__._Feature)):
+            continue
+        origin = getattr(value, "__module__", None)
+        if isinstance(origin, str) and not origin.startswith("gcauth"):
+            continue
+        leaks.append(name)
+    return sorted(leaks)
+
+
+@pytest.mark.parametrize("module", NO_LEAKS)
+def test_nothing_else_leaks(module: str) -> None:
+    assert _leaks(module) == []
+
+
+def test_the_leak_check_sees_a_leak(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gcauth.credentials
+
+    monkeypatch.setattr(gcauth.credentials, "SOME_CONSTANT", "x", raising=False)
+    assert "SOME_CONSTANT" in _leaks("gcauth.credentials")
 
 
 def test_google_style_aliases_are_the_same_classes() -> None:

@@ -1,17 +1,15 @@
-"""The Compute Engine metadata server: where it is, how to ask it, how to read its replies.
+"""The Compute Engine metadata server protocol: paths, requests and replies (pure).
 
-Environment (read at call time, never at import): ``GCE_METADATA_HOST`` (host[:port] of the
-server), ``GCE_METADATA_IP`` (address used for the detection ping), ``NO_GCE_CHECK`` (skip
-detection, treat as "not on GCE"), ``GCE_METADATA_TIMEOUT`` (probe timeout, seconds).
-Without overrides the link-local IP is used, so detection never waits on DNS.
+Every function takes the server's ``host`` (``host[:port]``); nothing here reads the
+environment, a file or a clock. *Where* the server is and *whether* to probe it is decided in
+:mod:`gcauth.compute_engine` (``detect_metadata_server``), the one place that reads
+``GCE_METADATA_HOST``, ``GCE_METADATA_IP``, ``NO_GCE_CHECK``, ``GCE_METADATA_TIMEOUT`` and the
+machine's DMI product name.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -19,114 +17,68 @@ from .._http import Flow, HttpRequest, HttpResponse
 from .._json import loads as json_loads
 from .._retry import RetryPolicy, with_retries
 from ..exceptions import RefreshError, TransportError
-from ..tokens import Token
-from .rfc6749 import seconds_value
+from .rfc6749 import TokenResponse, seconds_value
 
 __all__ = [
     "DEFAULT_IP",
-    "DMI_PRODUCT_NAME",
+    "FLAVOR_HEADER",
     "Residency",
-    "detect_residency",
-    "metadata_host",
+    "fetch_flow",
+    "info_flow",
     "ping_flow",
-    "ping_host",
+    "project_id_flow",
+    "residency_from_product_name",
+    "token_flow",
 ]
 
+#: The link-local address: never the ``metadata.google.internal`` name, so no DNS wait.
 DEFAULT_IP = "169.254.169.254"
-DMI_PRODUCT_NAME = "/sys/class/dmi/id/product_name"
 FLAVOR_HEADER = {"Metadata-Flavor": "Google"}
 #: Probe timeout when nothing says we are on Google Cloud (seconds).
 PROBE_TIMEOUT = 0.5
 #: Probe timeout when the machine says it is a Google VM.
 ON_GCE_PROBE_TIMEOUT = 3.0
-#: Serverless platforms that have a metadata server but no DMI.
-_SERVERLESS_VARS = ("K_SERVICE", "FUNCTION_TARGET", "GAE_APPLICATION", "CLOUD_RUN_JOB")
+#: Probe attempts when the machine says it is a Google VM (one otherwise).
+ON_GCE_PROBE_ATTEMPTS = 3
 
 _RETRY = RetryPolicy(max_attempts=3, initial=0.1, cap=1.0, deadline=3.0)
 
-Environ = Mapping[str, str]
-
-
-def _env(environ: Environ | None) -> Environ:
-    return os.environ if environ is None else environ
-
-
-def metadata_host(environ: Environ | None = None) -> str:
-    env = _env(environ)
-    return env.get("GCE_METADATA_HOST") or env.get("GCE_METADATA_IP") or DEFAULT_IP
-
-
-def ping_host(environ: Environ | None = None) -> str:
-    env = _env(environ)
-    return env.get("GCE_METADATA_IP") or env.get("GCE_METADATA_HOST") or DEFAULT_IP
-
-
-def overridden(environ: Environ | None = None) -> bool:
-    env = _env(environ)
-    return bool(env.get("GCE_METADATA_HOST") or env.get("GCE_METADATA_IP"))
-
-
-def check_disabled(environ: Environ | None = None) -> bool:
-    """``NO_GCE_CHECK`` set to a true value: never probe the metadata server."""
-    return _env(environ).get("NO_GCE_CHECK", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def probe_timeout(default: float, environ: Environ | None = None) -> float:
-    raw = _env(environ).get("GCE_METADATA_TIMEOUT")
-    if raw:
-        try:
-            return max(0.01, float(raw))
-        except ValueError:
-            pass
-    return default
-
 
 class Residency:
+    """What local evidence says about running on Google Cloud."""
+
     ON = "on"
     OFF = "off"
     UNKNOWN = "unknown"
 
 
-def detect_residency(
-    environ: Environ | None = None, dmi_path: str = DMI_PRODUCT_NAME, platform: str | None = None
-) -> tuple[str, str]:
-    """Decide from local evidence alone whether this may be Google Cloud: ``(residency, why)``.
+def residency_from_product_name(product: str) -> tuple[str, str]:
+    """Decide from a Linux DMI product name: ``(residency, why)``.
 
-    On Linux the DMI product name of a Compute Engine VM (and of every GKE node) starts with
-    "Google"; any other product name means no metadata server, so no network probe is needed.
+    A Compute Engine VM (and every GKE node) has a product name starting with "Google"; any
+    other product name means there is no metadata server, so no network probe is needed.
     """
-    env = _env(environ)
-    for name in _SERVERLESS_VARS:
-        if env.get(name):
-            return Residency.ON, f"{name} is set (Google serverless runtime)"
-    if (platform or sys.platform).startswith("linux"):
-        try:
-            with open(dmi_path, encoding="utf-8", errors="replace") as handle:
-                product = handle.read(256).strip()
-        except OSError:
-            return Residency.UNKNOWN, f"{dmi_path} is not readable"
-        if product.startswith("Google"):
-            return Residency.ON, f"DMI product name is {product!r}"
-        return Residency.OFF, f"DMI product name is {product!r}, not a Google VM"
-    return Residency.UNKNOWN, "no local evidence on this platform"
+    product = product.strip()
+    if product.startswith("Google"):
+        return Residency.ON, f"DMI product name is {product!r}"
+    return Residency.OFF, f"DMI product name is {product!r}, not a Google VM"
 
 
-def base_url(environ: Environ | None = None) -> str:
-    return f"http://{metadata_host(environ)}/computeMetadata/v1/"
+def base_url(host: str) -> str:
+    return f"http://{host}/computeMetadata/v1/"
 
 
-def get_request(path: str, *, params: Mapping[str, str] | None = None,
-                timeout: float = ON_GCE_PROBE_TIMEOUT, environ: Environ | None = None,
-                ) -> HttpRequest:
-    url = base_url(environ) + path.lstrip("/")
+def get_request(host: str, path: str, *, params: Mapping[str, str] | None = None,
+                timeout: float = ON_GCE_PROBE_TIMEOUT) -> HttpRequest:
+    url = base_url(host) + path.lstrip("/")
     if params:
         url += "?" + urlencode(params)
     return HttpRequest("GET", url, FLAVOR_HEADER, None, timeout)
 
 
-def ping_flow(timeout: float, environ: Environ | None = None, attempts: int = 1) -> Flow[bool]:
-    """Flow: is a metadata server answering at :func:`ping_host`? Never raises."""
-    request = HttpRequest("GET", f"http://{ping_host(environ)}/", FLAVOR_HEADER, None, timeout)
+def ping_flow(host: str, timeout: float, attempts: int = 1) -> Flow[bool]:
+    """Flow: is a metadata server answering at ``host``? Never raises."""
+    request = HttpRequest("GET", f"http://{host}/", FLAVOR_HEADER, None, timeout)
     for _ in range(max(1, attempts)):
         try:
             response = yield request
@@ -137,7 +89,8 @@ def ping_flow(timeout: float, environ: Environ | None = None, attempts: int = 1)
     return False
 
 
-def _check(response: HttpResponse, endpoint: str) -> None:
+def check(response: HttpResponse, endpoint: str) -> None:
+    """Raise a :class:`RefreshError` unless ``response`` is a metadata server's 200."""
     if response.headers.get("metadata-flavor") != "Google":
         raise RefreshError(
             f"{endpoint} replied without the 'Metadata-Flavor: Google' header: it is not a "
@@ -160,21 +113,21 @@ def _check(response: HttpResponse, endpoint: str) -> None:
         status=status, endpoint=endpoint, retryable=retryable)
 
 
-def fetch_flow(path: str, *, params: Mapping[str, str] | None = None, timeout: float = 3.0,
-               retry: RetryPolicy | None = None, environ: Environ | None = None) -> Flow[bytes]:
+def fetch_flow(host: str, path: str, *, params: Mapping[str, str] | None = None,
+               timeout: float = 3.0, retry: RetryPolicy | None = None) -> Flow[bytes]:
     """Flow: GET a metadata path (checked, retried), returning the body."""
-    request = get_request(path, params=params, timeout=timeout, environ=environ)
+    request = get_request(host, path, params=params, timeout=timeout)
 
     def attempt() -> Flow[bytes]:
         response = yield request
         assert response is not None
-        _check(response, request.endpoint)
+        check(response, request.endpoint)
         return response.body
 
     return with_retries(attempt, retry or _RETRY)
 
 
-def _json(body: bytes, endpoint: str) -> dict[str, Any]:
+def parse_json(body: bytes, endpoint: str) -> dict[str, Any]:
     try:
         data = json_loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -186,39 +139,39 @@ def _json(body: bytes, endpoint: str) -> dict[str, Any]:
     return data
 
 
-def token_flow(account: str, scopes: Sequence[str] | None, now: datetime, *,
-               timeout: float = 3.0, retry: RetryPolicy | None = None) -> Flow[Token]:
+def token_flow(host: str, account: str, scopes: Sequence[str] | None, *,
+               timeout: float = 3.0, retry: RetryPolicy | None = None) -> Flow[TokenResponse]:
     """Flow: an access token for ``account`` from the metadata server."""
     path = f"instance/service-accounts/{account}/token"
     params = {"scopes": ",".join(scopes)} if scopes else None
-    request = get_request(path, params=params, timeout=timeout)
+    request = get_request(host, path, params=params, timeout=timeout)
 
-    def attempt() -> Flow[Token]:
+    def attempt() -> Flow[TokenResponse]:
         response = yield request
         assert response is not None
-        _check(response, request.endpoint)
-        data = _json(response.body, request.endpoint)
+        check(response, request.endpoint)
+        data = parse_json(response.body, request.endpoint)
         access_token = data.get("access_token")
         expires_in = seconds_value(data.get("expires_in"))
         if not isinstance(access_token, str) or expires_in is None:
             raise RefreshError(
                 f"metadata server {request.endpoint} sent a token reply without access_token "
                 "or expires_in.", endpoint=request.endpoint, retryable=True)
-        from datetime import timedelta
-
-        return Token(access_token, expiry=now + timedelta(seconds=expires_in),
-                     scopes=tuple(scopes) if scopes else None, issued_at=now)
+        return TokenResponse(
+            access_token=access_token, expires_in=expires_in, token_type="Bearer",
+            refresh_token=None, scope=tuple(scopes) if scopes else None, id_token=None,
+            raw=data)
 
     return with_retries(attempt, retry or _RETRY)
 
 
-def info_flow(account: str, *, timeout: float = 3.0) -> Flow[dict[str, Any]]:
+def info_flow(host: str, account: str, *, timeout: float = 3.0) -> Flow[dict[str, Any]]:
     """Flow: ``{"email", "scopes", "aliases"}`` of a VM service account."""
-    body = yield from fetch_flow(f"instance/service-accounts/{account}/",
-                                 params={"recursive": "true"}, timeout=timeout)
-    return _json(body, base_url() + f"instance/service-accounts/{account}/")
+    path = f"instance/service-accounts/{account}/"
+    body = yield from fetch_flow(host, path, params={"recursive": "true"}, timeout=timeout)
+    return parse_json(body, base_url(host) + path)
 
 
-def project_id_flow(*, timeout: float = 3.0) -> Flow[str]:
-    body = yield from fetch_flow("project/project-id", timeout=timeout)
+def project_id_flow(host: str, *, timeout: float = 3.0) -> Flow[str]:
+    body = yield from fetch_flow(host, "project/project-id", timeout=timeout)
     return body.decode("utf-8", "replace").strip()

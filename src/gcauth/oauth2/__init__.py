@@ -34,7 +34,7 @@ __all__ = [
 
 def _send(request: Any, token_uri: str, params: Mapping[str, str],
           require_access_token: bool = True) -> tuple[TokenResponse, datetime]:
-    from ..transport import resolve_request
+    from .._sender import resolve_request
 
     now = utcnow()
     reply = run_sync(token_exchange(token_uri, params, require_access_token=require_access_token),

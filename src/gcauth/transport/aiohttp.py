@@ -33,11 +33,10 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "gcauth.transport.aiohttp needs the aiohttp package: pip install 'gcauth[aiohttp]'"
     ) from exc
 
-from .._http import Headers, HttpRequest, HttpResponse
+from .._http import AsyncRequest as AsyncRequestProtocol
+from .._http import Headers, HttpRequest, HttpResponse, failed, timed_out
 from ..credentials import Credentials
-from ..exceptions import TransportError
-from . import AsyncRequest as AsyncRequestProtocol
-from ._retry401 import DEFAULT_REFRESH_STATUS_CODES, replayable
+from ._authflow import DEFAULT_REFRESH_STATUS_CODES, auth_flow, replayable, run_auth_async
 
 __all__ = ["AsyncRequest", "AuthorizedSession"]
 
@@ -62,13 +61,9 @@ class AsyncRequest:
             async with aiohttp.ClientSession() as session:
                 return await _send(session, request, timeout)
         except asyncio.TimeoutError:
-            raise TransportError(
-                f"request to {request.endpoint} timed out after {request.timeout:g} s",
-                url=request.endpoint, timeout=True) from None
+            raise timed_out(request) from None
         except aiohttp.ClientError as exc:
-            raise TransportError(
-                f"request to {request.endpoint} failed: {type(exc).__name__}",
-                url=request.endpoint) from None
+            raise failed(request, type(exc).__name__) from None
 
 
 async def _send(session: aiohttp.ClientSession, request: HttpRequest,
@@ -78,6 +73,13 @@ async def _send(session: aiohttp.ClientSession, request: HttpRequest,
             timeout=timeout, allow_redirects=False, raise_for_status=False) as reply:
         body = await reply.read()
         return HttpResponse(reply.status, Headers(dict(reply.headers)), body)
+
+
+_Reply = aiohttp.ClientResponse | aiohttp.ClientResponseError
+
+
+def _status(reply: _Reply) -> int:
+    return reply.status
 
 
 def _can_replay(kwargs: Mapping[str, Any]) -> bool:
@@ -157,23 +159,28 @@ class AuthorizedSession:
         session = self.session
         sender = self._sender()
         credentials = self.credentials
-        token = await credentials.aget_token(sender)
         headers: CIMultiDict[str] = CIMultiDict(kwargs.pop("headers", None) or {})
-        headers.update(credentials.headers_for(token))
-        can_retry = _can_replay(kwargs)
-        try:
-            response = await session.request(method, url, headers=headers, **kwargs)
-        except aiohttp.ClientResponseError as exc:  # the session raises for status
-            if exc.status not in self._refresh_status_codes or not can_retry:
-                raise
-        else:
-            if response.status not in self._refresh_status_codes or not can_retry:
-                return response
-            response.release()
-        credentials.invalidate(token)
-        token = await credentials.aget_token(sender, fresh=True)
-        headers.update(credentials.headers_for(token))
-        return await session.request(method, url, headers=headers, **kwargs)
+
+        async def send(auth_headers: Mapping[str, str]) -> _Reply:
+            headers.update(auth_headers)
+            try:
+                return await session.request(method, url, headers=headers, **kwargs)
+            except aiohttp.ClientResponseError as exc:  # a session that raises for status
+                return exc
+
+        def discard(reply: _Reply) -> None:
+            if isinstance(reply, aiohttp.ClientResponse):
+                reply.release()
+
+        async def get_token(fresh: bool) -> Any:
+            return await credentials.aget_token(sender, fresh=fresh)
+
+        flow = auth_flow(credentials, _status, can_resend=_can_replay(kwargs),
+                         refresh_status_codes=self._refresh_status_codes)
+        reply = await run_auth_async(flow, get_token, send, discard)
+        if isinstance(reply, aiohttp.ClientResponseError):
+            raise reply
+        return reply
 
     def get(self, url: Any, **kwargs: Any) -> _RequestContext:
         return self.request("GET", url, **kwargs)

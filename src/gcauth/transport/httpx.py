@@ -36,14 +36,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "gcauth.transport.httpx needs the httpx package: pip install 'gcauth[httpx]'"
     ) from exc
 
-from .._http import Headers, HttpRequest, HttpResponse
+from .._http import AsyncRequest as AsyncRequestProtocol
+from .._http import Headers, HttpRequest, HttpResponse, callable_compat, failed, timed_out
+from .._http import Request as RequestProtocol
+from .._sender import resolve_request
 from ..credentials import Credentials
 from ..exceptions import TransportError
-from ..tokens import Token
-from . import AsyncRequest as AsyncRequestProtocol
-from . import Request as RequestProtocol
-from . import callable_compat, resolve_request
-from ._retry401 import DEFAULT_REFRESH_STATUS_CODES
+from ._authflow import DEFAULT_REFRESH_STATUS_CODES, AuthFlow, NeedToken, Send, auth_flow
 
 __all__ = ["AsyncRequest", "Auth", "Request"]
 
@@ -70,11 +69,8 @@ def _convert(reply: httpx.Response) -> HttpResponse:
 
 def _error(request: HttpRequest, exc: httpx.HTTPError) -> TransportError:
     if isinstance(exc, httpx.TimeoutException):
-        return TransportError(
-            f"request to {request.endpoint} timed out after {request.timeout:g} s",
-            url=request.endpoint, timeout=True)
-    return TransportError(f"request to {request.endpoint} failed: {type(exc).__name__}",
-                          url=request.endpoint)
+        return timed_out(request)
+    return failed(request, type(exc).__name__)
 
 
 class Request:
@@ -192,33 +188,47 @@ class Auth(httpx.Auth):
             async_request if async_request is not None else AsyncRequest())
         self._refresh_status_codes = frozenset(refresh_status_codes)
 
-    def _attach(self, request: httpx.Request, token: Token) -> None:
-        request.headers.update(self.credentials.headers_for(token))
-
-    def _should_retry(self, request: httpx.Request, response: httpx.Response) -> bool:
+    def _flow(self, request: httpx.Request) -> AuthFlow[httpx.Response]:
         # a ByteStream (bytes, str, form, json or no body) can be sent again; a stream cannot
-        return (response.status_code in self._refresh_status_codes
-                and isinstance(request.stream, httpx.ByteStream))
+        return auth_flow(self.credentials, _status,
+                         can_resend=isinstance(request.stream, httpx.ByteStream),
+                         refresh_status_codes=self._refresh_status_codes)
 
     def sync_auth_flow(
         self, request: httpx.Request
     ) -> Generator[httpx.Request, httpx.Response, None]:
-        token = self.credentials.get_token(self._request)
-        self._attach(request, token)
-        response = yield request
-        if self._should_retry(request, response):
-            self.credentials.invalidate(token)
-            self._attach(request, self.credentials.get_token(self._request, fresh=True))
-            yield request
+        flow = self._flow(request)
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, NeedToken):
+                    step = flow.send(self.credentials.get_token(self._request, fresh=step.fresh))
+                elif isinstance(step, Send):
+                    request.headers.update(step.headers)
+                    step = flow.send((yield request))
+                else:  # Discard: httpx closes a response its auth flow replaced
+                    step = flow.send(None)
+        except StopIteration:
+            return
 
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        token = await self.credentials.aget_token(self._async_request)
-        self._attach(request, token)
-        response = yield request
-        if self._should_retry(request, response):
-            self.credentials.invalidate(token)
-            self._attach(request, await self.credentials.aget_token(self._async_request,
-                                                                    fresh=True))
-            yield request
+        flow = self._flow(request)
+        try:
+            step = next(flow)
+            while True:
+                if isinstance(step, NeedToken):
+                    step = flow.send(await self.credentials.aget_token(self._async_request,
+                                                                       fresh=step.fresh))
+                elif isinstance(step, Send):
+                    request.headers.update(step.headers)
+                    step = flow.send((yield request))
+                else:
+                    step = flow.send(None)
+        except StopIteration:
+            return
+
+
+def _status(response: httpx.Response) -> int:
+    return response.status_code

@@ -27,12 +27,18 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "gcauth.transport.requests needs the requests package: pip install 'gcauth[requests]'"
     ) from exc
 
-from .._http import Headers, HttpRequest, HttpResponse
+from .._http import Headers, HttpRequest, HttpResponse, callable_compat, failed, timed_out
+from .._sender import resolve_request
 from ..credentials import Credentials
-from ..exceptions import TransportError
-from ..tokens import Token
-from . import callable_compat, resolve_request
-from ._retry401 import DEFAULT_REFRESH_STATUS_CODES, replayable
+from ._authflow import (
+    DEFAULT_REFRESH_STATUS_CODES,
+    AuthFlow,
+    Discard,
+    NeedToken,
+    Send,
+    auth_flow,
+    replayable,
+)
 
 __all__ = ["Auth", "AuthorizedSession", "Request"]
 
@@ -49,13 +55,9 @@ class Request:
                 request.method, request.url, data=request.body, headers=dict(request.headers),
                 timeout=request.timeout, allow_redirects=False)
         except requests.Timeout:
-            raise TransportError(
-                f"request to {request.endpoint} timed out after {request.timeout:g} s",
-                url=request.endpoint, timeout=True) from None
+            raise timed_out(request) from None
         except requests.RequestException as exc:
-            raise TransportError(
-                f"request to {request.endpoint} failed: {type(exc).__name__}",
-                url=request.endpoint) from None
+            raise failed(request, type(exc).__name__) from None
         return HttpResponse(reply.status_code, Headers(dict(reply.headers)), reply.content)
 
     def __call__(self, url: str, method: str = "GET", body: Any = None,
@@ -65,7 +67,11 @@ class Request:
 
 
 class Auth(requests.auth.AuthBase):
-    """A requests auth hook: attaches the token (and quota project), retries once on 401."""
+    """A requests auth hook: attaches the token (and quota project), retries once on 401.
+
+    Drives :func:`~gcauth.transport._authflow.auth_flow`: ``__call__`` runs it up to the first
+    send (requests then sends the request itself), and a response hook runs the rest.
+    """
 
     def __init__(self, credentials: Credentials, *, auth_request: object | None = None,
                  refresh_status_codes: Collection[int] = DEFAULT_REFRESH_STATUS_CODES):
@@ -74,43 +80,55 @@ class Auth(requests.auth.AuthBase):
             auth_request if auth_request is not None else Request())
         self._refresh_status_codes = tuple(refresh_status_codes)
 
+    def _answer(self, step: NeedToken | Send | Discard, flow: AuthFlow[requests.Response],
+                ) -> Send:
+        """Run ``flow`` from ``step`` until it asks for a send."""
+        while not isinstance(step, Send):
+            if isinstance(step, NeedToken):
+                step = flow.send(self.credentials.get_token(self._auth_request, fresh=step.fresh))
+            else:
+                step.response.content  # noqa: B018 - drain so the connection can be reused
+                step.response.close()
+                step = flow.send(None)
+        return step
+
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        token = self.credentials.get_token(self._auth_request)
-        r.headers.update(self.credentials.headers_for(token))
-        r.register_hook("response", _RetryHook(self, token))  # type: ignore[no-untyped-call]
+        flow = auth_flow(self.credentials, _status, can_resend=replayable(r.body),
+                         refresh_status_codes=self._refresh_status_codes)
+        r.headers.update(self._answer(next(flow), flow).headers)
+        r.register_hook("response", _ResponseHook(self, flow))  # type: ignore[no-untyped-call]
         return r
 
-    def _retry(self, response: requests.Response, token: Token,
-               **kwargs: Any) -> requests.Response:
+
+def _status(response: requests.Response) -> int:
+    return response.status_code
+
+
+class _ResponseHook:
+    """The rest of one request's auth flow, run when its response arrives."""
+
+    __slots__ = ("_auth", "_flow")
+
+    def __init__(self, auth: Auth, flow: AuthFlow[requests.Response]):
+        self._auth = auth
+        self._flow = flow
+
+    def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        flow = self._flow
+        try:
+            step = flow.send(response)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        send = self._auth._answer(step, flow)
         original = response.request
-        if (response.status_code not in self._refresh_status_codes
-                or getattr(original, "_gcauth_retried", False)
-                or not replayable(original.body)):
-            return response
-        self.credentials.invalidate(token)
-        new_token = self.credentials.get_token(self._auth_request, fresh=True)
-        response.content  # noqa: B018 - drain so the connection can be reused
-        response.close()
         retry = original.copy()
-        retry.headers.update(self.credentials.headers_for(new_token))
-        retry.hooks = {"response": []}
-        retry._gcauth_retried = True  # type: ignore[attr-defined]
+        retry.headers.update(send.headers)
+        retry.hooks = {"response": []}  # this hook runs the rest of the flow itself
         assert response.connection is not None
         new_response: requests.Response = response.connection.send(retry, **kwargs)
         new_response.history.append(response)
         new_response.request = retry
-        return new_response
-
-
-class _RetryHook:
-    __slots__ = ("_auth", "_token")
-
-    def __init__(self, auth: Auth, token: Token):
-        self._auth = auth
-        self._token = token
-
-    def __call__(self, response: requests.Response, **kwargs: Any) -> requests.Response:
-        return self._auth._retry(response, self._token, **kwargs)
+        return self(new_response, **kwargs)
 
 
 class AuthorizedSession(requests.Session):

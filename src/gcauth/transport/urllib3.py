@@ -16,57 +16,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import urllib3
-import urllib3.exceptions
 
-from .._http import Headers, HttpRequest, HttpResponse
+from .._sender import resolve_request
+from .._urllib3 import Request
 from ..credentials import Credentials
-from ..exceptions import TransportError
-from . import callable_compat, resolve_request
-from ._retry401 import DEFAULT_REFRESH_STATUS_CODES, replayable
+from ._authflow import DEFAULT_REFRESH_STATUS_CODES, auth_flow, replayable, run_auth_sync
 
 __all__ = ["AuthorizedHttp", "Request"]
-
-
-class Request:
-    """Sends flow requests through a ``urllib3.PoolManager`` (no retries, no redirects)."""
-
-    def __init__(self, http: urllib3.PoolManager | None = None):
-        self.http = http if http is not None else urllib3.PoolManager()
-
-    def send(self, request: HttpRequest) -> HttpResponse:
-        try:
-            reply = self.http.request(
-                request.method, request.url, body=request.body, headers=dict(request.headers),
-                timeout=urllib3.Timeout(connect=request.timeout, read=request.timeout),
-                retries=False, redirect=False, preload_content=True)
-        except urllib3.exceptions.NewConnectionError as exc:
-            # checked first: urllib3 derives it from ConnectTimeoutError, but it means refused,
-            # unreachable or unresolvable, not a timeout
-            raise TransportError(
-                f"request to {request.endpoint} failed: {_reason(exc)}",
-                url=request.endpoint) from None
-        except urllib3.exceptions.TimeoutError:
-            raise TransportError(
-                f"request to {request.endpoint} timed out after {request.timeout:g} s",
-                url=request.endpoint, timeout=True) from None
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransportError(
-                f"request to {request.endpoint} failed: {_reason(exc)}",
-                url=request.endpoint) from None
-        return HttpResponse(reply.status, Headers(dict(reply.headers)), reply.data)
-
-    def __call__(self, url: str, method: str = "GET", body: Any = None,
-                 headers: Mapping[str, str] | None = None, timeout: float | None = None,
-                 **kwargs: Any) -> HttpResponse:
-        return callable_compat(self.send, url, method, body, headers, timeout)
-
-
-def _reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    inner = reason if isinstance(reason, BaseException) else exc
-    text = type(inner).__name__
-    detail = str(inner).split(": ", 1)[-1]
-    return f"{text} ({detail[:200]})" if detail else text
 
 
 class AuthorizedHttp:
@@ -103,23 +59,30 @@ class AuthorizedHttp:
     def urlopen(self, method: str, url: str, body: Any = None,
                 headers: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
         """Send with the token attached; on 401, refresh once and send again."""
-        attempts = 0
-        while True:
-            token = self.credentials.get_token(self._auth_request, fresh=attempts > 0)
+        credentials = self.credentials
+
+        def send(auth_headers: Mapping[str, str]) -> Any:
             request_headers = dict(headers or {})
-            request_headers.update(self.credentials.headers_for(token))
-            response = self.http.urlopen(method, url, body=body, headers=request_headers,
-                                         **kwargs)
-            if (response.status not in self._refresh_status_codes
-                    or attempts >= self._max_refresh_attempts or not replayable(body)):
-                return response
-            attempts += 1
-            self.credentials.invalidate(token)
+            request_headers.update(auth_headers)
+            return self.http.urlopen(method, url, body=body, headers=request_headers, **kwargs)
+
+        def discard(response: Any) -> None:
             response.drain_conn()
             response.release_conn()
+
+        flow = auth_flow(credentials, _status, can_resend=replayable(body),
+                         refresh_status_codes=self._refresh_status_codes,
+                         max_refresh_attempts=self._max_refresh_attempts)
+        return run_auth_sync(
+            flow, lambda fresh: credentials.get_token(self._auth_request, fresh=fresh),
+            send, discard)
 
     def __enter__(self) -> AuthorizedHttp:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.http.clear()
+
+
+def _status(response: Any) -> int:
+    return int(response.status)

@@ -1,0 +1,55 @@
+"""The core's default sender: flow requests over a ``urllib3.PoolManager``.
+
+Knows nothing about credentials (those are one layer up, in :mod:`gcauth.transport.urllib3`);
+every credential, ADC and login flow is sent through :class:`Request` unless the caller passes
+another transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import urllib3
+import urllib3.exceptions
+
+from ._http import Headers as _Headers
+from ._http import HttpRequest, HttpResponse, callable_compat, failed, timed_out
+
+__all__ = ["Request"]
+
+
+class Request:
+    """Sends flow requests through a ``urllib3.PoolManager`` (no retries, no redirects)."""
+
+    def __init__(self, http: urllib3.PoolManager | None = None):
+        self.http = http if http is not None else urllib3.PoolManager()
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        try:
+            reply = self.http.request(
+                request.method, request.url, body=request.body, headers=dict(request.headers),
+                timeout=urllib3.Timeout(connect=request.timeout, read=request.timeout),
+                retries=False, redirect=False, preload_content=True)
+        except urllib3.exceptions.NewConnectionError as exc:
+            # checked first: urllib3 derives it from ConnectTimeoutError, but it means refused,
+            # unreachable or unresolvable, not a timeout
+            raise failed(request, _reason(exc)) from None
+        except urllib3.exceptions.TimeoutError:
+            raise timed_out(request) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise failed(request, _reason(exc)) from None
+        return HttpResponse(reply.status, _Headers(dict(reply.headers)), reply.data)
+
+    def __call__(self, url: str, method: str = "GET", body: Any = None,
+                 headers: Mapping[str, str] | None = None, timeout: float | None = None,
+                 **kwargs: Any) -> HttpResponse:
+        return callable_compat(self.send, url, method, body, headers, timeout)
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    inner = reason if isinstance(reason, BaseException) else exc
+    text = type(inner).__name__
+    detail = str(inner).split(": ", 1)[-1]
+    return f"{text} ({detail[:200]})" if detail else text
