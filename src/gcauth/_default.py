@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _files
+from ._info import LOGIN_COMMAND
 from ._value import Value
 from .credentials import Credentials, Scoped
 from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError
@@ -42,7 +43,6 @@ __all__ = [
 
 ENV_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 WELL_KNOWN_NAME = "application_default_credentials.json"
-LOGIN_COMMAND = "gcauth auth application-default login"
 _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 KNOWN_TYPES = ("service_account", "authorized_user")
 #: Types Google defines that gcauth does not load yet.
@@ -70,8 +70,8 @@ class SourceReport(Value):
 class Resolution:
     """What :func:`find_default` decided, and why."""
 
-    __slots__ = ("credentials", "project_id", "project_source", "source", "source_location",
-                 "tried")
+    __slots__ = ("credentials", "project_id", "project_source", "quota_project_source", "source",
+                 "source_location", "tried")
 
     def __init__(self) -> None:
         self.credentials: Credentials | None = None
@@ -79,6 +79,9 @@ class Resolution:
         self.source: str | None = None
         self.source_location: str | None = None
         self.project_source: str | None = None
+        #: where the quota project came from: ``"quota_project_id argument"``,
+        #: ``"GOOGLE_CLOUD_QUOTA_PROJECT"``, ``"credential file"``, or ``None`` (none set)
+        self.quota_project_source: str | None = None
         self.tried: list[SourceReport] = []
 
     def __repr__(self) -> str:
@@ -223,9 +226,10 @@ def _from_metadata(env: Mapping[str, str], res: Resolution, request: Any,
 
 
 def _kind(creds: Credentials) -> str:
-    email = getattr(creds, "service_account_email", None)
-    name = type(creds).__module__.rsplit(".", 1)[-1].replace("_", " ")
-    return f"{name} credentials" + (f" for {email}" if email else "")
+    info = creds.describe()
+    account = info.get("account")
+    return f"{str(info['type']).replace('_', ' ')} credentials" + (
+        f" for {account}" if account else "")
 
 
 def gcloud_project(environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
@@ -278,9 +282,14 @@ def find_default(
             or _from_metadata(env, res, request, scopes, default_scopes, metadata_timeout)):
         return res
     assert res.credentials is not None
-    quota = quota_project_id or env.get("GOOGLE_CLOUD_QUOTA_PROJECT")
-    if quota:
-        res.credentials = res.credentials.with_quota_project(quota)
+    if quota_project_id:
+        res.quota_project_source = "quota_project_id argument"
+        res.credentials = res.credentials.with_quota_project(quota_project_id)
+    elif env.get("GOOGLE_CLOUD_QUOTA_PROJECT"):
+        res.quota_project_source = "GOOGLE_CLOUD_QUOTA_PROJECT"
+        res.credentials = res.credentials.with_quota_project(env["GOOGLE_CLOUD_QUOTA_PROJECT"])
+    elif res.credentials.quota_project_id:
+        res.quota_project_source = "credential file"
     file_project = res.project_id
     res.project_id = None
     for var in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):

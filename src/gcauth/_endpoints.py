@@ -16,7 +16,10 @@ from urllib.parse import urlsplit
 
 from .exceptions import UnsafeEndpointError
 
-__all__ = ["check_endpoint", "is_loopback_host"]
+__all__ = ["DEFAULT_UNIVERSE_DOMAIN", "check_endpoint", "is_loopback_host"]
+
+#: Google's public universe: the domain under which its API hosts live.
+DEFAULT_UNIVERSE_DOMAIN = "googleapis.com"
 
 _AUTHORITY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::[0-9]{1,5})?")
 _SAFE_URL = re.compile(r"[\x21-\x7e]+")
@@ -34,7 +37,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _is_google(host: str) -> bool:
-    return host in _GOOGLE_HOSTS or host.endswith(".googleapis.com")
+    return host in _GOOGLE_HOSTS or host.endswith("." + DEFAULT_UNIVERSE_DOMAIN)
 
 
 def check_endpoint(

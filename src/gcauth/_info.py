@@ -1,4 +1,5 @@
-"""Reading fields out of credential mappings with errors that name the source and field."""
+"""Reading fields out of credential mappings with errors that name the source and field, and
+the names every error message shares (the login command)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from typing import Any
 
 from .exceptions import MalformedCredentialsError
 
-__all__ = ["optional_str", "require_str", "require_type"]
+__all__ = ["LOGIN_COMMAND", "optional_str", "require_str", "require_type"]
+
+#: The command every "log in (again)" hint names.
+LOGIN_COMMAND = "gcauth auth application-default login"
 
 
 def require_type(info: Mapping[str, Any], expected: str, source: str, fix: str) -> None:

@@ -18,9 +18,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import _files
-from ._endpoints import check_endpoint
+from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
 from ._http import DEFAULT_TIMEOUT, Flow
-from ._info import optional_str, require_str, require_type
+from ._info import LOGIN_COMMAND, optional_str, require_str, require_type
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, scopes_param, token_exchange
 from ._retry import RetryPolicy
 from .credentials import Scoped, _scope_tuple
@@ -29,7 +29,6 @@ from .tokens import Clock, Token
 
 __all__ = ["Credentials"]
 
-LOGIN_COMMAND = "gcauth auth application-default login"
 _FIX = f"Run `{LOGIN_COMMAND}` to create a new one."
 
 
@@ -51,7 +50,7 @@ class Credentials(Scoped):
         *,
         granted_scopes: Sequence[str] | None = None,
         account: str | None = None,
-        universe_domain: str = "googleapis.com",
+        universe_domain: str = DEFAULT_UNIVERSE_DOMAIN,
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Clock | None = None,
@@ -110,7 +109,7 @@ class Credentials(Scoped):
         kwargs.setdefault("quota_project_id", optional_str(info, "quota_project_id", source))
         kwargs.setdefault("account", optional_str(info, "account", source))
         kwargs.setdefault("universe_domain",
-                          optional_str(info, "universe_domain", source) or "googleapis.com")
+                          optional_str(info, "universe_domain", source) or DEFAULT_UNIVERSE_DOMAIN)
         return cls(None, refresh_token=refresh_token, token_uri=token_uri, client_id=client_id,
                    client_secret=client_secret, scopes=scopes, **kwargs)
 
@@ -173,7 +172,7 @@ class Credentials(Scoped):
             data["quota_project_id"] = self._quota_project_id
         if self._account:
             data["account"] = self._account
-        if self._universe_domain != "googleapis.com":
+        if self._universe_domain != DEFAULT_UNIVERSE_DOMAIN:
             data["universe_domain"] = self._universe_domain
         for name in strip or ():
             data.pop(name, None)
@@ -210,6 +209,14 @@ class Credentials(Scoped):
         assert reply.access_token is not None
         return Token(reply.access_token, expiry=reply.expiry(now),
                      scopes=reply.scope or self._scopes, id_token=reply.id_token, issued_at=now)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        # no scopes asked for: the refresh token gets every scope granted at login
+        info.update(type="authorized_user", account=self._account,
+                    scopes=list(self._scopes) if self._scopes else None,
+                    token_uri=self._token_uri)
+        return info
 
     def _describe(self) -> str:
         return (f"account={self._account!r} client_id={self._client_id!r} "

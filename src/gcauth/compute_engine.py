@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._http import Flow, run_sync
 from ._protocol import metadata as _md
@@ -219,6 +219,11 @@ class Credentials(Scoped):
         assert reply.access_token is not None
         return Token(reply.access_token, expiry=reply.expiry(now), scopes=reply.scope,
                      issued_at=now)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(type="compute_engine", account=self.service_account_email)
+        return info
 
     def _describe(self) -> str:
         return f"account={self.service_account_email!r} scopes={self.effective_scopes()!r}"

@@ -23,6 +23,7 @@ from typing import Any
 from . import _http
 from . import exceptions as _exceptions
 from . import tokens as _tokens
+from ._endpoints import DEFAULT_UNIVERSE_DOMAIN as _DEFAULT_UNIVERSE_DOMAIN
 from ._sender import resolve_request as _resolve_request
 
 if typing.TYPE_CHECKING:
@@ -88,6 +89,26 @@ class Credentials(abc.ABC):
     @property
     def requires_scopes(self) -> bool:
         return False
+
+    @property
+    def universe_domain(self) -> str:
+        """The universe the credential belongs to (``googleapis.com`` for Google's public
+        cloud)."""
+        return self._universe_domain
+
+    _universe_domain: str = _DEFAULT_UNIVERSE_DOMAIN
+
+    def describe(self) -> dict[str, Any]:
+        """What this credential is, as JSON-ready data with no secret in it: ``type`` (the
+        credential file type, e.g. ``"service_account"``), ``account``, ``scopes`` (``None``:
+        whatever the credential was granted), ``token_uri``, ``quota_project_id`` and
+        ``universe_domain``; subclasses add what they know. ``gcauth explain`` prints this."""
+        scopes = getattr(self, "effective_scopes", None)
+        chosen = scopes() if callable(scopes) else None
+        return {"type": type(self).__module__.rsplit(".", 1)[-1], "account": None,
+                "scopes": list(chosen) if chosen else None, "token_uri": None,
+                "quota_project_id": self._quota_project_id,
+                "universe_domain": self.universe_domain}
 
     # -- getting tokens -------------------------------------------------------------------
     def _fetch_sync(self, request: Request | None) -> Token:

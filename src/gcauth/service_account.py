@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import _files
-from ._endpoints import check_endpoint
+from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
 from ._http import DEFAULT_TIMEOUT, Flow
 from ._info import optional_str, require_str, require_type
 from ._protocol import jwt as _jwt
@@ -55,7 +55,7 @@ class Credentials(Scoped, Signing):
         quota_project_id: str | None = None,
         audience: str | None = None,
         always_use_jwt_access: bool = False,
-        universe_domain: str = "googleapis.com",
+        universe_domain: str = DEFAULT_UNIVERSE_DOMAIN,
         client_id: str | None = None,
         retry: RetryPolicy | None = None,
         timeout: float = DEFAULT_TIMEOUT,
@@ -106,7 +106,7 @@ class Credentials(Scoped, Signing):
         check_endpoint(token_uri, field="token_uri", source=source, allowed_hosts=allowed_hosts)
         kwargs.setdefault("project_id", optional_str(info, "project_id", source))
         kwargs.setdefault("universe_domain",
-                          optional_str(info, "universe_domain", source) or "googleapis.com")
+                          optional_str(info, "universe_domain", source) or DEFAULT_UNIVERSE_DOMAIN)
         kwargs.setdefault("client_id", optional_str(info, "client_id", source))
         return cls(signer, email, token_uri, **kwargs)
 
@@ -148,10 +148,6 @@ class Credentials(Scoped, Signing):
     @property
     def audience(self) -> str | None:
         return self._audience
-
-    @property
-    def universe_domain(self) -> str:
-        return self._universe_domain
 
     @property
     def requires_scopes(self) -> bool:
@@ -216,6 +212,12 @@ class Credentials(Scoped, Signing):
         assert reply.access_token is not None
         return Token(reply.access_token, expiry=reply.expiry(now),
                      scopes=reply.scope or scopes, issued_at=now)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(type="service_account", account=self._email, token_uri=self._token_uri,
+                    subject=self._subject)
+        return info
 
     def _describe(self) -> str:
         return (f"email={self._email!r} scopes={self.effective_scopes()!r} "

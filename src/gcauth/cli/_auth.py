@@ -234,7 +234,7 @@ def _register_revoke(commands: Any) -> None:
 
 def _load_user_file(path: Path, action: str) -> dict[str, Any]:
     from .. import _files
-    from .._default import LOGIN_COMMAND
+    from .._info import LOGIN_COMMAND
 
     if not path.exists():
         raise DefaultCredentialsError(

@@ -50,26 +50,16 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _account(credentials: Any) -> str | None:
-    for name in ("service_account_email", "account"):
-        value = getattr(credentials, name, None)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _kind(credentials: Any) -> str:
-    module = type(credentials).__module__.rsplit(".", 1)[-1]
-    return {"authorized_user": "authorized_user (a user account)",
-            "service_account": "service_account (a service account key)",
-            "compute_engine": "compute_engine (the VM's attached service account)"}.get(
-                module, module)
+_KIND_TEXT = {"authorized_user": "authorized_user (a user account)",
+              "service_account": "service_account (a service account key)",
+              "compute_engine": "compute_engine (the VM's attached service account)"}
 
 
 def build_report(scopes: list[str] | None, fetch_token: bool,
                  environ: Any = None) -> dict[str, Any]:
     """Everything ``explain`` shows, as JSON-ready data with no secret in it."""
     from .._default import find_default
+    from ..credentials import Scoped
     from ..flow import _account_from_id_token
     from ._auth import CLOUD_PLATFORM
 
@@ -90,27 +80,19 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
         report["fix"] = "run `gcauth auth application-default login`, or set " \
                         "GOOGLE_APPLICATION_CREDENTIALS to a service account key"
         return report
-    if scopes is not None and getattr(credentials, "scopes", None) is None and hasattr(
-            credentials, "with_scopes"):
+    if scopes is not None and isinstance(credentials, Scoped) and credentials.scopes is None:
         credentials = credentials.with_scopes(scopes, [CLOUD_PLATFORM])
-    quota = credentials.quota_project_id
-    quota_source = None
-    if quota:
-        quota_source = ("GOOGLE_CLOUD_QUOTA_PROJECT" if env.get("GOOGLE_CLOUD_QUOTA_PROJECT")
-                        else "the credential file")
-    effective = getattr(credentials, "effective_scopes", None)
-    if getattr(credentials, "refresh_token", None) and not getattr(credentials, "scopes", None):
-        effective = None  # a user's refresh token gets every scope granted at login
+    info = credentials.describe()
     report.update({
         "why": _WHY.get(res.source or "", ""),
-        "type": _kind(credentials),
-        "account": _account(credentials),
+        "type": _KIND_TEXT.get(str(info["type"]), str(info["type"])),
+        "account": info.get("account"),
         "project_id": res.project_id,
         "project_source": res.project_source,
-        "quota_project_id": quota,
-        "quota_project_source": quota_source,
-        "scopes": list(effective() or ()) if callable(effective) else None,
-        "token_uri": getattr(credentials, "token_uri", None),
+        "quota_project_id": credentials.quota_project_id,
+        "quota_project_source": res.quota_project_source,
+        "scopes": info.get("scopes"),
+        "token_uri": info.get("token_uri"),
         "token": None,
     })
     if fetch_token:
