@@ -11,8 +11,10 @@ flow, so retry logic lives in the flow and not in each transport.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Awaitable, Callable, Generator, Iterator, Mapping
+import zlib
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -27,8 +29,12 @@ __all__ = [
     "HttpResponse",
     "Request",
     "Sleep",
+    "MAX_REPLY_BYTES",
+    "Attempt",
+    "BodyReader",
     "callable_compat",
     "failed",
+    "send_within_deadline",
     "run_async",
     "run_sync",
     "timed_out",
@@ -37,6 +43,9 @@ __all__ = [
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT = 30.0
+#: The largest reply (after content decoding) gcauth reads from a token, metadata, revoke or
+#: other auth endpoint. Real replies are a few KiB; more is a misbehaving or hostile server.
+MAX_REPLY_BYTES = 1 << 20
 
 
 class Headers(Mapping[str, str]):
@@ -80,21 +89,35 @@ class HttpRequest(Value):
 
     Immutable and hashable: ``headers`` is a read-only :class:`Headers` copy of what the caller
     passed, so a flow that keeps a request (to resend it) cannot see it change.
+
+    ``timeout`` is the deadline of one attempt, from connecting to the last byte of the reply,
+    whatever the server does (every gcauth sender enforces it); ``max_reply`` caps the reply
+    body after content decoding.
     """
 
-    __slots__ = ("method", "url", "headers", "body", "timeout")
+    __slots__ = ("method", "url", "headers", "body", "timeout", "max_reply")
     _hidden = frozenset({"body"})
     method: str
     url: str
     headers: Headers
     body: bytes | None
     timeout: float
+    max_reply: int
 
     def __init__(self, method: str, url: str, headers: Mapping[str, str] | None = None,
-                 body: bytes | None = None, timeout: float = DEFAULT_TIMEOUT):
+                 body: bytes | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 max_reply: int = MAX_REPLY_BYTES):
         self._init(method=method, url=url,
                    headers=headers if isinstance(headers, Headers) else Headers(headers),
-                   body=body, timeout=timeout)
+                   body=body, timeout=timeout, max_reply=max_reply)
+
+    def wire_headers(self) -> dict[str, str]:
+        """The headers to put on the wire: the flow's, plus ``Accept-Encoding: identity``
+        unless the flow chose an encoding (a compressed reply is still decoded, within
+        :attr:`max_reply`)."""
+        headers = dict(self.headers)
+        headers.setdefault("accept-encoding", "identity")
+        return headers
 
     @property
     def endpoint(self) -> str:
@@ -132,6 +155,170 @@ def failed(request: HttpRequest, reason: str) -> TransportError:
     quote the request: it may carry secrets)."""
     return TransportError(f"request to {request.endpoint} failed: {reason}",
                           url=request.endpoint)
+
+
+def too_large(request: HttpRequest) -> TransportError:
+    error = TransportError(
+        f"reply from {request.endpoint} is larger than {request.max_reply} bytes: that is no "
+        "token or metadata reply. Fix: check that the URL points at the right server.",
+        url=request.endpoint)
+    error.retryable = False
+    return error
+
+
+class Attempt:
+    """One attempt at sending a request: its deadline, and how to cut it short.
+
+    A sender's worker registers :meth:`on_abort` (shut the socket down) once it has a
+    connection; the caller that stops waiting calls :meth:`abort`, which runs it at once or, if
+    the worker registers later, as soon as it does.
+    """
+
+    __slots__ = ("request", "deadline", "_lock", "_abort", "_aborted")
+
+    def __init__(self, request: HttpRequest):
+        self.request = request
+        self.deadline = time.monotonic() + request.timeout
+        self._lock = threading.Lock()
+        self._abort: Callable[[], object] | None = None
+        self._aborted = False
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def check(self) -> None:
+        """Raise :func:`timed_out` once the deadline has passed or the caller gave up."""
+        if self._aborted or time.monotonic() > self.deadline:
+            raise timed_out(self.request)
+
+    def on_abort(self, callback: Callable[[], object]) -> None:
+        with self._lock:
+            self._abort = callback
+            aborted = self._aborted
+        if aborted:
+            _quietly(callback)
+
+    def abort(self) -> None:
+        with self._lock:
+            self._aborted = True
+            callback = self._abort
+        if callback is not None:
+            _quietly(callback)
+
+
+def _quietly(callback: Callable[[], object]) -> None:
+    try:
+        callback()
+    except Exception:  # noqa: BLE001 - best effort: the connection is being abandoned anyway
+        pass
+
+
+class BodyReader:
+    """Collects a reply body from raw (still encoded) chunks within the request's limits.
+
+    Decodes ``gzip`` and ``deflate`` itself, incrementally and bounded by
+    :attr:`HttpRequest.max_reply`, so a small compressed body that inflates to gigabytes costs
+    at most the cap; raises :func:`too_large` past it, or :func:`timed_out` once the attempt's
+    deadline has passed (checked between chunks).
+    """
+
+    __slots__ = ("_request", "_parts", "_size", "_decoder", "_attempt")
+
+    def __init__(self, request: HttpRequest, content_encoding: str | None,
+                 attempt: Attempt | None = None):
+        self._request = request
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._attempt = attempt
+        encoding = (content_encoding or "identity").strip().lower()
+        self._decoder: Any
+        if encoding in ("", "identity"):
+            self._decoder = None
+        elif encoding in ("gzip", "x-gzip"):
+            self._decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif encoding == "deflate":
+            self._decoder = zlib.decompressobj()
+        else:
+            raise failed(request, f"the reply is encoded as {encoding[:40]!r}, which gcauth did "
+                                  "not ask for (it sends Accept-Encoding: identity)")
+
+    def feed(self, chunk: bytes) -> None:
+        if self._attempt is not None:
+            self._attempt.check()
+        if self._decoder is None:
+            self._add(chunk)
+            return
+        data = chunk
+        try:
+            while data:
+                room = self._request.max_reply - self._size + 1
+                self._add(self._decoder.decompress(data, room))
+                data = self._decoder.unconsumed_tail
+        except zlib.error:
+            raise failed(self._request, "the compressed reply is corrupt") from None
+
+    def _add(self, data: bytes) -> None:
+        if data:
+            self._size += len(data)
+            if self._size > self._request.max_reply:
+                raise too_large(self._request)
+            self._parts.append(data)
+
+    def feed_all(self, chunks: Iterable[bytes]) -> bytes:
+        for chunk in chunks:
+            self.feed(chunk)
+        return self.body()
+
+    def body(self) -> bytes:
+        if self._decoder is not None:
+            try:
+                self._add(self._decoder.flush())
+            except zlib.error:
+                raise failed(self._request, "the compressed reply is corrupt") from None
+        return b"".join(self._parts)
+
+
+#: Size of the raw chunks senders read (small, so one chunk can never inflate past the cap by
+#: much before it is checked).
+CHUNK = 16 * 1024
+
+
+def send_within_deadline(request: HttpRequest,
+                         work: Callable[[Attempt], HttpResponse]) -> HttpResponse:
+    """Run a blocking send so that the caller has its answer by ``request.timeout``.
+
+    HTTP libraries apply their timeout to each socket operation, so a server that drips a
+    byte at a time never trips it. ``work(attempt)`` runs in a short-lived daemon thread; if
+    it is not done by the deadline the caller gets :func:`timed_out`, and the attempt is
+    aborted (the worker's socket is shut down, which ends any read it is blocked in). Should no
+    thread be available, ``work`` runs in the caller's thread and the deadline is checked
+    between chunks only.
+    """
+    attempt = Attempt(request)
+    outcome: list[object] = []
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            outcome.append(work(attempt))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run, name="gcauth-send", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError:  # no thread can be started: degrade, never fail
+        return work(attempt)
+    if not done.wait(max(0.0, attempt.remaining())):
+        attempt.abort()
+        raise timed_out(request)
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    assert isinstance(result, HttpResponse)
+    return result
 
 
 @runtime_checkable

@@ -13,8 +13,18 @@ from typing import Any
 import urllib3
 import urllib3.exceptions
 
+from ._http import (
+    CHUNK,
+    Attempt,
+    BodyReader,
+    HttpRequest,
+    HttpResponse,
+    callable_compat,
+    failed,
+    send_within_deadline,
+    timed_out,
+)
 from ._http import Headers as _Headers
-from ._http import HttpRequest, HttpResponse, callable_compat, failed, timed_out
 
 __all__ = ["Request"]
 
@@ -26,11 +36,15 @@ class Request:
         self.http = http if http is not None else urllib3.PoolManager()
 
     def send(self, request: HttpRequest) -> HttpResponse:
+        return send_within_deadline(request, self._send)
+
+    def _send(self, attempt: Attempt) -> HttpResponse:
+        request = attempt.request
         try:
             reply = self.http.request(
-                request.method, request.url, body=request.body, headers=dict(request.headers),
+                request.method, request.url, body=request.body, headers=request.wire_headers(),
                 timeout=urllib3.Timeout(connect=request.timeout, read=request.timeout),
-                retries=False, redirect=False, preload_content=True)
+                retries=False, redirect=False, preload_content=False, decode_content=False)
         except urllib3.exceptions.NewConnectionError as exc:
             # checked first: urllib3 derives it from ConnectTimeoutError, but it means refused,
             # unreachable or unresolvable, not a timeout
@@ -39,12 +53,37 @@ class Request:
             raise timed_out(request) from None
         except urllib3.exceptions.HTTPError as exc:
             raise failed(request, _reason(exc)) from None
-        return HttpResponse(reply.status, _Headers(dict(reply.headers)), reply.data)
+        attempt.on_abort(lambda: _shutdown(reply))
+        try:
+            reader = BodyReader(request, reply.headers.get("content-encoding"), attempt)
+            for chunk in reply.stream(CHUNK, decode_content=False):
+                reader.feed(chunk)
+            body = reader.body()
+        except urllib3.exceptions.TimeoutError:
+            reply.close()
+            raise timed_out(request) from None
+        except urllib3.exceptions.HTTPError as exc:
+            reply.close()
+            raise failed(request, _reason(exc)) from None
+        except BaseException:
+            reply.close()  # a connection with unread data never goes back to the pool
+            raise
+        reply.release_conn()
+        return HttpResponse(reply.status, _Headers(dict(reply.headers)), body)
 
     def __call__(self, url: str, method: str = "GET", body: Any = None,
                  headers: Mapping[str, str] | None = None, timeout: float | None = None,
                  **kwargs: Any) -> HttpResponse:
         return callable_compat(self.send, url, method, body, headers, timeout)
+
+
+def _shutdown(reply: urllib3.BaseHTTPResponse) -> None:
+    """End any read blocked on ``reply``'s socket (urllib3 2.3+), else close it."""
+    shutdown = getattr(reply, "shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    else:  # pragma: no cover - urllib3 < 2.3
+        reply.close()
 
 
 def _reason(exc: BaseException) -> str:

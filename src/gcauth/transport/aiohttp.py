@@ -33,8 +33,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "gcauth.transport.aiohttp needs the aiohttp package: pip install 'gcauth[aiohttp]'"
     ) from exc
 
+from .._http import CHUNK, BodyReader, Headers, HttpRequest, HttpResponse, failed, timed_out
 from .._http import AsyncRequest as AsyncRequestProtocol
-from .._http import Headers, HttpRequest, HttpResponse, failed, timed_out
 from ..credentials import Credentials
 from ._authflow import DEFAULT_REFRESH_STATUS_CODES, auth_flow, replayable, run_auth_async
 
@@ -69,10 +69,14 @@ class AsyncRequest:
 async def _send(session: aiohttp.ClientSession, request: HttpRequest,
                 timeout: aiohttp.ClientTimeout) -> HttpResponse:
     async with session.request(
-            request.method, request.url, data=request.body, headers=dict(request.headers),
-            timeout=timeout, allow_redirects=False, raise_for_status=False) as reply:
-        body = await reply.read()
-        return HttpResponse(reply.status, Headers(dict(reply.headers)), body)
+            request.method, request.url, data=request.body, headers=request.wire_headers(),
+            timeout=timeout, allow_redirects=False, raise_for_status=False,
+            auto_decompress=False) as reply:
+        # undecoded, so that BodyReader bounds what a compressed body inflates to
+        reader = BodyReader(request, reply.headers.get("content-encoding"))
+        async for chunk in reply.content.iter_chunked(CHUNK):
+            reader.feed(chunk)
+        return HttpResponse(reply.status, Headers(dict(reply.headers)), reader.body())
 
 
 _Reply = aiohttp.ClientResponse | aiohttp.ClientResponseError

@@ -23,7 +23,9 @@ Needs the ``httpx`` extra: ``pip install 'gcauth[httpx]'``.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import socket
 import ssl
 import threading
 from collections.abc import AsyncGenerator, Collection, Generator, Mapping
@@ -36,8 +38,19 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "gcauth.transport.httpx needs the httpx package: pip install 'gcauth[httpx]'"
     ) from exc
 
+from .._http import (
+    CHUNK,
+    Attempt,
+    BodyReader,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    callable_compat,
+    failed,
+    send_within_deadline,
+    timed_out,
+)
 from .._http import AsyncRequest as AsyncRequestProtocol
-from .._http import Headers, HttpRequest, HttpResponse, callable_compat, failed, timed_out
 from .._http import Request as RequestProtocol
 from .._sender import resolve_request
 from ..credentials import Credentials
@@ -63,8 +76,8 @@ def _shared_ssl_context() -> ssl.SSLContext:
         return _ssl_context
 
 
-def _convert(reply: httpx.Response) -> HttpResponse:
-    return HttpResponse(reply.status_code, Headers(dict(reply.headers)), reply.content)
+def _convert(reply: httpx.Response, body: bytes) -> HttpResponse:
+    return HttpResponse(reply.status_code, Headers(dict(reply.headers)), body)
 
 
 def _error(request: HttpRequest, exc: httpx.HTTPError) -> TransportError:
@@ -96,13 +109,22 @@ class Request:
         return client
 
     def send(self, request: HttpRequest) -> HttpResponse:
+        return send_within_deadline(request, self._send)
+
+    def _send(self, attempt: Attempt) -> HttpResponse:
+        request = attempt.request
         try:
-            reply = self.client.request(
-                request.method, request.url, content=request.body,
-                headers=dict(request.headers), timeout=request.timeout, follow_redirects=False)
+            with self.client.stream(
+                    request.method, request.url, content=request.body,
+                    headers=request.wire_headers(), timeout=request.timeout,
+                    follow_redirects=False) as reply:
+                attempt.on_abort(lambda: _shutdown(reply))
+                reader = BodyReader(request, reply.headers.get("content-encoding"), attempt)
+                for chunk in reply.iter_raw(CHUNK):
+                    reader.feed(chunk)
+                return _convert(reply, reader.body())
         except httpx.HTTPError as exc:
             raise _error(request, exc) from None
-        return _convert(reply)
 
     def __call__(self, url: str, method: str = "GET", body: Any = None,
                  headers: Mapping[str, str] | None = None, timeout: float | None = None,
@@ -131,20 +153,37 @@ class AsyncRequest:
 
     async def send(self, request: HttpRequest) -> HttpResponse:
         try:
-            if self._client is not None:
-                reply = await self._client.request(
-                    request.method, request.url, content=request.body,
-                    headers=dict(request.headers), timeout=request.timeout,
-                    follow_redirects=False)
-            else:
-                async with httpx.AsyncClient(verify=_shared_ssl_context()) as client:
-                    reply = await client.request(
-                        request.method, request.url, content=request.body,
-                        headers=dict(request.headers), timeout=request.timeout,
-                        follow_redirects=False)
+            return await asyncio.wait_for(self._send(request), request.timeout)
+        except asyncio.TimeoutError:
+            raise timed_out(request) from None
         except httpx.HTTPError as exc:
             raise _error(request, exc) from None
-        return _convert(reply)
+
+    async def _send(self, request: HttpRequest) -> HttpResponse:
+        if self._client is not None:
+            return await _astream(self._client, request)
+        async with httpx.AsyncClient(verify=_shared_ssl_context()) as client:
+            return await _astream(client, request)
+
+
+async def _astream(client: httpx.AsyncClient, request: HttpRequest) -> HttpResponse:
+    async with client.stream(request.method, request.url, content=request.body,
+                             headers=request.wire_headers(), timeout=request.timeout,
+                             follow_redirects=False) as reply:
+        reader = BodyReader(request, reply.headers.get("content-encoding"))
+        async for chunk in reply.aiter_raw(CHUNK):
+            reader.feed(chunk)
+        return _convert(reply, reader.body())
+
+
+def _shutdown(reply: httpx.Response) -> None:
+    """End a read blocked on ``reply``'s connection (closing alone does not wake it)."""
+    stream = reply.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if isinstance(sock, socket.socket):
+        sock.shutdown(socket.SHUT_RDWR)
+    else:
+        reply.close()
 
 
 _default: Request | None = None

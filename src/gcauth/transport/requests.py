@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import urllib3.exceptions
+
 try:
     import requests
     import requests.adapters
@@ -27,7 +29,18 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "gcauth.transport.requests needs the requests package: pip install 'gcauth[requests]'"
     ) from exc
 
-from .._http import Headers, HttpRequest, HttpResponse, callable_compat, failed, timed_out
+from .._http import (
+    CHUNK,
+    Attempt,
+    BodyReader,
+    Headers,
+    HttpRequest,
+    HttpResponse,
+    callable_compat,
+    failed,
+    send_within_deadline,
+    timed_out,
+)
 from .._sender import resolve_request
 from ..credentials import Credentials
 from ._authflow import (
@@ -50,15 +63,37 @@ class Request:
         self.session = session if session is not None else requests.Session()
 
     def send(self, request: HttpRequest) -> HttpResponse:
+        return send_within_deadline(request, self._send)
+
+    def _send(self, attempt: Attempt) -> HttpResponse:
+        request = attempt.request
         try:
             reply = self.session.request(
-                request.method, request.url, data=request.body, headers=dict(request.headers),
-                timeout=request.timeout, allow_redirects=False)
+                request.method, request.url, data=request.body,
+                headers=request.wire_headers(), timeout=request.timeout,
+                allow_redirects=False, stream=True)
         except requests.Timeout:
             raise timed_out(request) from None
         except requests.RequestException as exc:
             raise failed(request, type(exc).__name__) from None
-        return HttpResponse(reply.status_code, Headers(dict(reply.headers)), reply.content)
+        raw = reply.raw
+        attempt.on_abort(lambda: _shutdown(raw))
+        try:
+            reader = BodyReader(request, reply.headers.get("content-encoding"), attempt)
+            if hasattr(raw, "stream"):  # urllib3's response: read it undecoded
+                chunks = raw.stream(CHUNK, decode_content=False)
+            else:  # another adapter's file-like body
+                chunks = iter(lambda: raw.read(CHUNK), b"")
+            for chunk in chunks:
+                reader.feed(chunk)
+            body = reader.body()
+        except urllib3.exceptions.TimeoutError:
+            raise timed_out(request) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise failed(request, type(exc).__name__) from None
+        finally:
+            reply.close()
+        return HttpResponse(reply.status_code, Headers(dict(reply.headers)), body)
 
     def __call__(self, url: str, method: str = "GET", body: Any = None,
                  headers: Mapping[str, str] | None = None, timeout: float | None = None,
@@ -98,6 +133,11 @@ class Auth(requests.auth.AuthBase):
         r.headers.update(self._answer(next(flow), flow).headers)
         r.register_hook("response", _ResponseHook(self, flow))  # type: ignore[no-untyped-call]
         return r
+
+
+def _shutdown(raw: Any) -> None:
+    shutdown = getattr(raw, "shutdown", None)  # urllib3 2.3+: ends a blocked read
+    (shutdown or raw.close)()
 
 
 def _status(response: requests.Response) -> int:
