@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from . import _files
-from ._info import LOGIN_COMMAND
+from ._checks import is_header_id
+from ._info import ID_RULE, LOGIN_COMMAND
 from ._value import Value
 from .credentials import Credentials, Scoped
 from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError
@@ -286,6 +287,11 @@ def find_default(
         res.quota_project_source = "quota_project_id argument"
         res.credentials = res.credentials.with_quota_project(quota_project_id)
     elif env.get("GOOGLE_CLOUD_QUOTA_PROJECT"):
+        if not is_header_id(env["GOOGLE_CLOUD_QUOTA_PROJECT"]):
+            raise MalformedCredentialsError(
+                f"GOOGLE_CLOUD_QUOTA_PROJECT is not a project id ({ID_RULE}). Fix: set it to "
+                "the id of the project to bill, or unset it.",
+                source="GOOGLE_CLOUD_QUOTA_PROJECT")
         res.quota_project_source = "GOOGLE_CLOUD_QUOTA_PROJECT"
         res.credentials = res.credentials.with_quota_project(env["GOOGLE_CLOUD_QUOTA_PROJECT"])
     elif res.credentials.quota_project_id:

@@ -20,7 +20,7 @@ from typing import Any
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
 from ._http import DEFAULT_TIMEOUT, Flow
-from ._info import LOGIN_COMMAND, optional_str, require_str, require_type
+from ._info import LOGIN_COMMAND, optional_id, optional_str, require_str, require_type
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, scopes_param, token_exchange
 from ._retry import RetryPolicy
 from .credentials import Scoped, _scope_tuple
@@ -106,7 +106,7 @@ class Credentials(Scoped):
                 raise MalformedCredentialsError(
                     f"{source}: field 'scopes' must be a list of strings.",
                     source=source, field="scopes")
-        kwargs.setdefault("quota_project_id", optional_str(info, "quota_project_id", source))
+        kwargs.setdefault("quota_project_id", optional_id(info, "quota_project_id", source))
         kwargs.setdefault("account", optional_str(info, "account", source))
         kwargs.setdefault("universe_domain",
                           optional_str(info, "universe_domain", source) or DEFAULT_UNIVERSE_DOMAIN)

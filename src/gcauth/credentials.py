@@ -20,7 +20,7 @@ from collections.abc import MutableMapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from . import _http
+from . import _checks, _http, _info
 from . import exceptions as _exceptions
 from . import tokens as _tokens
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN as _DEFAULT_UNIVERSE_DOMAIN
@@ -41,7 +41,7 @@ class Credentials(abc.ABC):
     """Base class: a source of access tokens plus the headers that go with them."""
 
     def __init__(self, *, quota_project_id: str | None = None, clock: Clock | None = None):
-        self._quota_project_id = quota_project_id
+        self._quota_project_id = _checked_quota_project(quota_project_id)
         self._cache = _tokens.TokenCache(clock)
 
     # -- what subclasses provide ----------------------------------------------------------
@@ -186,7 +186,7 @@ class Credentials(abc.ABC):
 
     def with_quota_project(self: _C, quota_project_id: str | None) -> _C:
         """A copy that bills ``quota_project_id`` (sent as ``X-Goog-User-Project``)."""
-        return self._replace(_quota_project_id=quota_project_id)
+        return self._replace(_quota_project_id=_checked_quota_project(quota_project_id))
 
     def with_clock(self: _C, clock: Clock) -> _C:
         """A copy that reads time from ``clock`` (tests, simulations)."""
@@ -244,6 +244,18 @@ class Signing(abc.ABC):
     @property
     @abc.abstractmethod
     def signer_email(self) -> str: ...
+
+
+def _checked_quota_project(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    if not _checks.is_header_id(value):
+        raise _exceptions.UsageError(
+            f"quota_project_id must be a project id ({_info.ID_RULE}); got "
+            f"{'a ' + type(value).__name__ if not isinstance(value, str) else 'another string'}"
+            ". It is sent as the X-Goog-User-Project header.")
+    assert isinstance(value, str)
+    return value
 
 
 def _scope_tuple(scopes: Sequence[str] | str | None) -> tuple[str, ...] | None:

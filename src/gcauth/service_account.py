@@ -24,7 +24,7 @@ from typing import Any
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
 from ._http import DEFAULT_TIMEOUT, Flow
-from ._info import optional_str, require_str, require_type
+from ._info import optional_id, optional_str, require_str, require_type
 from ._protocol import jwt as _jwt
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, token_exchange
 from ._protocol.rfc7523 import JWT_BEARER_GRANT, MAX_LIFETIME, bearer_assertion, self_signed_jwt
@@ -104,7 +104,8 @@ class Credentials(Scoped, Signing):
         signer = _jwt.RSASigner.from_pem(pem, key_id, source=source)
         token_uri = optional_str(info, "token_uri", source) or GOOGLE_TOKEN_URI
         check_endpoint(token_uri, field="token_uri", source=source, allowed_hosts=allowed_hosts)
-        kwargs.setdefault("project_id", optional_str(info, "project_id", source))
+        kwargs.setdefault("project_id", optional_id(info, "project_id", source))
+        kwargs.setdefault("quota_project_id", optional_id(info, "quota_project_id", source))
         kwargs.setdefault("universe_domain",
                           optional_str(info, "universe_domain", source) or DEFAULT_UNIVERSE_DOMAIN)
         kwargs.setdefault("client_id", optional_str(info, "client_id", source))

@@ -140,6 +140,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gcauth.tokens",),
     ("gcauth._protocol",),
     ("gcauth._sender", "gcauth._urllib3", "gcauth._http", "gcauth._retry", "gcauth._files",
+     "gcauth._checks",
      "gcauth._endpoints", "gcauth._json", "gcauth._value", "gcauth._info",
      "gcauth.exceptions"),
 ]
@@ -174,7 +175,7 @@ def test_protocol_modules_are_pure() -> None:
     """``gcauth._protocol`` says what to send and how to read the reply; it reads no
     environment and no files, and knows nothing of credentials, caches or transports."""
     graph = _graph()
-    allowed = {"gcauth._http", "gcauth._json", "gcauth._retry", "gcauth._value",
+    allowed = {"gcauth._http", "gcauth._json", "gcauth._retry", "gcauth._value", "gcauth._checks",
                "gcauth.exceptions", "gcauth._endpoints"}
     for module, targets in graph.items():
         if not module.startswith("gcauth._protocol"):

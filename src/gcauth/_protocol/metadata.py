@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+from .._checks import is_b64token, is_header_id
 from .._http import Flow, HttpRequest, HttpResponse
 from .._json import loads as json_loads
 from .._retry import RetryPolicy, with_retries
@@ -157,6 +158,11 @@ def token_flow(host: str, account: str, scopes: Sequence[str] | None, *,
             raise RefreshError(
                 f"metadata server {request.endpoint} sent a token reply without access_token "
                 "or expires_in.", endpoint=request.endpoint, retryable=True)
+        if not is_b64token(access_token):
+            raise RefreshError(
+                f"metadata server {request.endpoint} sent an access_token that is not a valid "
+                "bearer token (RFC 6750 syntax); it was not used. Fix: check GCE_METADATA_HOST "
+                "points at a metadata server.", endpoint=request.endpoint)
         return TokenResponse(
             access_token=access_token, expires_in=expires_in, token_type="Bearer",
             refresh_token=None, scope=tuple(scopes) if scopes else None, id_token=None,
@@ -174,4 +180,10 @@ def info_flow(host: str, account: str, *, timeout: float = 3.0) -> Flow[dict[str
 
 def project_id_flow(host: str, *, timeout: float = 3.0) -> Flow[str]:
     body = yield from fetch_flow(host, "project/project-id", timeout=timeout)
-    return body.decode("utf-8", "replace").strip()
+    project = body.decode("utf-8", "replace").strip()
+    if not is_header_id(project):
+        raise RefreshError(
+            f"metadata server {base_url(host)}project/project-id sent a project id that is not "
+            "one (letters, digits and -._: only, at most 128 characters); it was not used.",
+            endpoint=base_url(host) + "project/project-id")
+    return project

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+from .._checks import is_b64token, is_token_type
 from .._http import DEFAULT_TIMEOUT, Flow, HttpRequest, HttpResponse
 from .._json import loads as json_loads
 from .._retry import RetryPolicy, with_retries
@@ -183,6 +184,17 @@ def parse_token_response(
             f"token endpoint {endpoint} replied without an access_token (fields: "
             f"{', '.join(sorted(map(str, data)))}). Fix: check the token_uri points at an "
             "OAuth 2.0 token endpoint.", status=response.status, endpoint=endpoint)
+    if access_token is not None and not is_b64token(access_token):
+        raise RefreshError(
+            f"token endpoint {endpoint} sent an access_token that is not a valid bearer token "
+            "(RFC 6750: letters, digits and -._~+/ only, at most 16 KiB; it was empty, too long, "
+            "or held spaces, control or non-ASCII characters). It was not used. Fix: check the "
+            "token_uri points at a real OAuth 2.0 token endpoint.",
+            status=response.status, endpoint=endpoint)
+    if id_token is not None and not is_b64token(id_token):
+        raise RefreshError(
+            f"token endpoint {endpoint} sent an id_token that is not a JWT (RFC 6750 token "
+            "syntax). It was not used.", status=response.status, endpoint=endpoint)
     expires_in: float | None = None
     raw_expires = data.get("expires_in")
     if raw_expires is not None:
@@ -193,10 +205,17 @@ def parse_token_response(
     scope = data.get("scope")
     refresh_token = data.get("refresh_token")
     token_type = data.get("token_type", "Bearer")
+    if not isinstance(token_type, str) or token_type.lower() == "bearer":
+        token_type = "Bearer"  # RFC 6749 §5.1: case-insensitive
+    elif not is_token_type(token_type):
+        raise RefreshError(
+            f"token endpoint {endpoint} sent a token_type that is not an HTTP auth scheme. "
+            "Fix: check the token_uri points at a real OAuth 2.0 token endpoint.",
+            status=response.status, endpoint=endpoint)
     return TokenResponse(
         access_token=access_token if isinstance(access_token, str) else None,
         expires_in=expires_in,
-        token_type=token_type if isinstance(token_type, str) else "Bearer",
+        token_type=token_type,
         refresh_token=refresh_token if isinstance(refresh_token, str) else None,
         scope=tuple(scope.split()) if isinstance(scope, str) else None,
         id_token=id_token if isinstance(id_token, str) else None,

@@ -1,0 +1,41 @@
+"""Syntax rules for values that end up in HTTP headers, checked where they are read.
+
+A token or id that came from a server, a file or the environment is checked once, when it is
+parsed, so a hostile value can never reach an HTTP library (which would quote it in its own
+error, send a NUL raw, or split a header on CR/LF). Error messages built from these checks
+name where the value came from and never quote it.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["is_b64token", "is_header_id", "is_token_type"]
+
+#: RFC 6750 §2.1: ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``.
+#: Google's access tokens, self-signed JWTs and ID tokens all have this form. Bounded at
+#: 16 KiB: no real token comes close, and a header of megabytes is refused by every server.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,16384}=*")
+
+#: Project ids and numbers as Google allows them (``my-project-123``, the domain-scoped
+#: ``example.com:my-project``, ``123456789012``), a little more liberally (upper case,
+#: underscores), and at most 128 characters: nothing that could split or smuggle a header.
+_HEADER_ID = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._:\-]{0,126}[A-Za-z0-9])?")
+
+#: RFC 9110 §5.6.2 ``token`` (the syntax of an auth scheme such as ``Bearer``).
+_TOKEN68_SCHEME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z\-]{1,32}")
+
+
+def is_b64token(value: object) -> bool:
+    """Whether ``value`` may be sent as ``Authorization: Bearer <value>``."""
+    return isinstance(value, str) and _B64TOKEN.fullmatch(value) is not None
+
+
+def is_header_id(value: object) -> bool:
+    """Whether ``value`` is a project id or number safe for ``X-Goog-User-Project``."""
+    return isinstance(value, str) and _HEADER_ID.fullmatch(value) is not None
+
+
+def is_token_type(value: object) -> bool:
+    """Whether ``value`` is a syntactically valid auth scheme (``Bearer``)."""
+    return isinstance(value, str) and _TOKEN68_SCHEME.fullmatch(value) is not None
