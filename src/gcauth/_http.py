@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from urllib.parse import urlsplit
 
 from ._value import Value
-from .exceptions import TransportError
+from .exceptions import TransportError, UsageError
 
 __all__ = [
     "AsyncRequest",
@@ -46,6 +46,22 @@ DEFAULT_TIMEOUT = 30.0
 #: The largest reply (after content decoding) gcauth reads from a token, metadata, revoke or
 #: other auth endpoint. Real replies are a few KiB; more is a misbehaving or hostile server.
 MAX_REPLY_BYTES = 1 << 20
+
+
+#: The longest timeout gcauth accepts (a day): more is a mistake, not a wish to wait.
+MAX_TIMEOUT = 86400.0
+
+
+def checked_timeout(value: object, name: str = "timeout") -> float:
+    """``value`` as a timeout in seconds, or :class:`UsageError` if it is not a positive,
+    finite number (``nan`` would spin, ``inf`` or a negative one would wait for ever)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UsageError(f"{name} must be a number of seconds, not {type(value).__name__}.")
+    seconds = float(value)
+    if not 0 < seconds <= MAX_TIMEOUT:  # also false for NaN
+        raise UsageError(f"{name} must be more than 0 and at most {MAX_TIMEOUT:g} seconds "
+                         f"(got {seconds!r}).")
+    return seconds
 
 
 class Headers(Mapping[str, str]):
@@ -109,7 +125,7 @@ class HttpRequest(Value):
                  max_reply: int = MAX_REPLY_BYTES):
         self._init(method=method, url=url,
                    headers=headers if isinstance(headers, Headers) else Headers(headers),
-                   body=body, timeout=timeout, max_reply=max_reply)
+                   body=body, timeout=checked_timeout(timeout), max_reply=max_reply)
 
     def wire_headers(self) -> dict[str, str]:
         """The headers to put on the wire: the flow's, plus ``Accept-Encoding: identity``

@@ -70,20 +70,23 @@ def resolve_request(request: object | None) -> Request:
     """The object to send with: ``request`` itself, an adapter for it, or the shared default."""
     if request is None:
         return default_request()
+    kind = type(request)
+    if not kind.__module__.startswith("gcauth."):
+        # an HTTP library's own client has a ``send`` too, of another kind: say what to pass
+        for base in kind.__mro__:
+            instead = _INSTEAD.get(f"{base.__module__}.{base.__qualname__}")
+            if instead:
+                raise UsageError(
+                    f"got a {kind.__module__}.{kind.__qualname__} where a gcauth transport "
+                    f"request is expected: pass {instead} instead (or nothing, for the "
+                    "default).")
     if isinstance(request, Request):
         return request
     if callable(request):
         return _CallableAdapter(request)
-    kind = type(request)
-    name = f"{kind.__module__}.{kind.__qualname__}"
-    for base in kind.__mro__:
-        instead = _INSTEAD.get(f"{base.__module__}.{base.__qualname__}")
-        if instead:
-            raise UsageError(f"got a {name} where a gcauth transport request is expected: "
-                             f"pass {instead} instead (or nothing, for the default).")
-    raise UsageError(f"got a {name} where a gcauth transport request is expected: pass a "
-                     "gcauth.transport.<library>.Request, a google-auth style request callable, "
-                     "or nothing for the default.")
+    raise UsageError(f"got a {kind.__module__}.{kind.__qualname__} where a gcauth transport "
+                     "request is expected: pass a gcauth.transport.<library>.Request, a "
+                     "google-auth style request callable, or nothing for the default.")
 
 
 def _after_fork_in_child() -> None:

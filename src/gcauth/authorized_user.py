@@ -19,7 +19,7 @@ from typing import Any
 
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
-from ._http import DEFAULT_TIMEOUT, Flow
+from ._http import DEFAULT_TIMEOUT, Flow, checked_timeout
 from ._info import LOGIN_COMMAND, optional_id, optional_str, require_str, require_type
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, scopes_param, token_exchange
 from ._retry import RetryPolicy
@@ -67,7 +67,7 @@ class Credentials(Scoped):
         self._account = account
         self._universe_domain = universe_domain
         self._retry = retry
-        self._timeout = timeout
+        self._timeout = checked_timeout(timeout)
         self._rotation_lock = threading.Lock()
         if token is not None:
             if expiry is not None and expiry.tzinfo is None:  # google-auth passes naive UTC

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ._http import Flow, run_sync
+from ._http import Flow, checked_timeout, run_sync
 from ._protocol import metadata as _md
 from ._retry import RetryPolicy
 from ._sender import resolve_request
@@ -135,6 +135,8 @@ def detect_metadata_server(
     ``GCE_METADATA_TIMEOUT`` overrides).
     """
     env = os.environ if environ is None else environ
+    if timeout is not None:
+        timeout = checked_timeout(timeout)
     where = metadata_host(env)
     if _check_disabled(env):
         return MetadataDetection(False, "skipped", where, "NO_GCE_CHECK is set")
@@ -181,7 +183,7 @@ class Credentials(Scoped):
         self._account = service_account_email
         self._scopes = _scope_tuple(scopes)
         self._default_scopes = _scope_tuple(default_scopes)
-        self._timeout = timeout
+        self._timeout = checked_timeout(timeout)
         self._retry = retry
         self._email: str | None = None if service_account_email == "default" else \
             service_account_email

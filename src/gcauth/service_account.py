@@ -23,7 +23,7 @@ from typing import Any
 
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
-from ._http import DEFAULT_TIMEOUT, Flow
+from ._http import DEFAULT_TIMEOUT, Flow, checked_timeout
 from ._info import optional_id, optional_str, require_str, require_type
 from ._protocol import jwt as _jwt
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, token_exchange
@@ -74,7 +74,7 @@ class Credentials(Scoped, Signing):
         self._universe_domain = universe_domain
         self._client_id = client_id
         self._retry = retry
-        self._timeout = timeout
+        self._timeout = checked_timeout(timeout)
         self._jwt_header = _jwt.encode_header(signer.key_id)
 
     # -- constructors ---------------------------------------------------------------------

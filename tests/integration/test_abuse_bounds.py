@@ -26,7 +26,7 @@ import pytest
 
 import gcauth
 from gcauth import authorized_user, compute_engine
-from gcauth._http import run_async, run_sync
+from gcauth._http import HttpRequest, run_async, run_sync
 from gcauth._protocol.rfc6749 import token_exchange
 from gcauth.exceptions import (
     GCAuthError,
@@ -427,3 +427,37 @@ def test_a_bad_quota_project_from_the_environment_or_an_argument_is_refused(
     assert creds.with_quota_project("example.com:my-project").quota_project_id == \
         "example.com:my-project"
     assert creds.with_quota_project("123456789012").quota_project_id == "123456789012"
+
+
+# -- timeouts that cannot be waited for ------------------------------------------------
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 0, "3", True])
+def test_an_impossible_timeout_is_a_usage_error(value: Any) -> None:
+    from gcauth import service_account
+    from tests.helpers import sa_info
+
+    makers: list[Callable[[], object]] = [
+        lambda: HttpRequest("GET", "http://127.0.0.1:9/", timeout=value),
+        lambda: authorized_user.Credentials(refresh_token="r", timeout=value),
+        lambda: compute_engine.Credentials(timeout=value),
+        lambda: service_account.Credentials.from_service_account_info(sa_info(),
+                                                                      timeout=value),
+        lambda: compute_engine.detect_metadata_server(timeout=value),
+    ]
+    for make in makers:
+        with pytest.raises(UsageError, match="timeout"):
+            make()
+        with pytest.raises(ValueError):  # also the builtin a Python API would raise
+            make()
+
+
+def test_a_client_object_where_a_request_belongs_says_what_to_pass() -> None:
+    import httpx
+    import requests
+
+    creds = authorized_user.Credentials(refresh_token="r", client_id="c", client_secret="s")
+    for client, instead in ((requests.Session(), "gcauth.transport.requests.Request(session)"),
+                            (httpx.Client(), "gcauth.transport.httpx.Request(client)")):
+        with pytest.raises(UsageError) as err:
+            creds.get_token(client)
+        assert instead in str(err.value)
+        assert isinstance(err.value, TypeError)
