@@ -2,7 +2,7 @@
 
     python -m benchmarks [--quick] [--only NAME ...] [--output PATH | --no-write]
 
-(``bash benchmarks/run.sh`` installs the ``bench`` extra first, then runs this.)
+(``./dev bench`` installs the ``bench`` extra first, then runs this.)
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def markdown(rows: list[Row], ctx: Context, started: datetime, elapsed: float,
         "# Benchmarks: gcauth vs google-auth",
         "",
         "Written by the benchmark run; do not edit by hand. Regenerate with "
-        "`bash benchmarks/run.sh` (see [benchmarks/README.md](benchmarks/README.md)).",
+        "`./dev bench` (see [benchmarks/README.md](benchmarks/README.md)).",
         "",
         f"- run: {started:%Y-%m-%d %H:%M} UTC, {elapsed:.0f} s, `{command}`"
         + (" (**quick mode**: fewer repetitions)" if ctx.quick else ""),
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import google.auth  # noqa: F401
     except ImportError:
-        print("google-auth is not installed: run `bash benchmarks/run.sh`, which installs "
+        print("google-auth is not installed: run `./dev bench`, which installs "
               "the bench extra (pip install -e '.[bench]')", file=sys.stderr)
         return 2
 
