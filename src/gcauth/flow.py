@@ -35,7 +35,6 @@ bogus request, and never turns a forged code into credentials.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import secrets
@@ -46,13 +45,13 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import _files
 from ._endpoints import check_endpoint
 from ._http import Flow, run_sync
 from ._loopback import Page, RedirectServer
-from ._protocol import rfc8628
+from ._protocol import rfc6749, rfc8628
 from ._protocol.jwt import JWTError
 from ._protocol.jwt import decode as _jwt_decode
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, TokenResponse, token_exchange
@@ -74,15 +73,14 @@ _log = logging.getLogger("gcauth.flow")
 F = TypeVar("F", bound="_UserFlow")
 
 GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
+#: Paths of the device-authorization and revocation endpoints beside the token endpoint.
+DEVICE_PATH = "/device/code"
+REVOKE_PATH = "/revoke"
 DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_SUCCESS_MESSAGE = ("You are signed in. You can close this tab and return to the "
                            "terminal.")
 DEFAULT_PROMPT = "Please visit this URL to authorize this application:\n{url}"
 DEFAULT_CODE_PROMPT = "Paste the full address of the page you were sent to (or just the code): "
-#: Parameters :meth:`InstalledAppFlow.authorization_url` sets itself and never takes from
-#: the caller: they carry the flow's security.
-_RESERVED = frozenset({"client_id", "redirect_uri", "response_type", "scope", "state",
-                       "code_challenge", "code_challenge_method"})
 _FIX_CLIENT = ("download the JSON of an OAuth client of type 'Desktop app' (section "
                "'installed') or 'Web application' (section 'web')")
 
@@ -146,8 +144,9 @@ class ClientConfig:
             check_endpoint(url, field=f"{kind}.{name}", source=source,
                            allowed_hosts=allowed_hosts)
         device_uri = (text("device_authorization_uri", required=False)
-                      or _sibling(token_uri, "/device/code"))
-        revoke_uri = text("revoke_uri", required=False) or _sibling(token_uri, "/revoke")
+                      or cls.derived_endpoint(token_uri, DEVICE_PATH))
+        revoke_uri = (text("revoke_uri", required=False)
+                      or cls.derived_endpoint(token_uri, REVOKE_PATH))
         for name, url in (("device_authorization_uri", device_uri), ("revoke_uri", revoke_uri)):
             check_endpoint(url, field=f"{kind}.{name}", source=source,
                            allowed_hosts=allowed_hosts)
@@ -168,15 +167,18 @@ class ClientConfig:
         info = _files.read_json_file(name, what="OAuth client file", fix=_FIX_CLIENT)
         return cls.from_info(info, source=name, allowed_hosts=allowed_hosts)
 
+    @staticmethod
+    def derived_endpoint(token_uri: str, path: str) -> str:
+        """The endpoint at ``path`` on the token endpoint's host: Google serves ``/token``,
+        ``/device/code`` (:data:`DEVICE_PATH`) and ``/revoke`` (:data:`REVOKE_PATH`) from
+        ``oauth2.googleapis.com``, and the emulator does the same. Used when a client file
+        (or an authorized-user file) names only its ``token_uri``; the result still has to
+        pass :func:`gcauth._endpoints.check_endpoint`."""
+        parts = urlsplit(token_uri)
+        return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
-def _sibling(token_uri: str, path: str) -> str:
-    """The endpoint at ``path`` on the token endpoint's host: Google serves ``/token``,
-    ``/device/code`` and ``/revoke`` from ``oauth2.googleapis.com``."""
-    parts = urlsplit(token_uri)
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
-
-def _account_from_id_token(id_token: str | None) -> str | None:
+def account_from_id_token(id_token: str | None) -> str | None:
     """The ``email`` claim, for display and the ADC file's ``account`` field only.
 
     The ID token came straight from the token endpoint over the channel we chose, so OpenID
@@ -272,7 +274,7 @@ class _UserFlow:
             scopes=granted or self._scopes,
             expiry=reply.expiry(now),
             granted_scopes=granted,
-            account=_account_from_id_token(reply.id_token),
+            account=account_from_id_token(reply.id_token),
             clock=self._clock,
         )
         self._credentials = credentials
@@ -327,25 +329,19 @@ class InstalledAppFlow(_UserFlow):
         if not self.redirect_uri:
             raise FlowError("no redirect_uri: set flow.redirect_uri first (run_local_server "
                             "and run_console set it for you).")
-        clash = sorted(_RESERVED & set(extra))
+        clash = sorted(rfc6749.RESERVED_AUTHORIZATION_PARAMS & set(extra))
         if clash:
             raise ValueError(f"authorization_url() sets {', '.join(clash)} itself")
-        pending = _Pending(state=secrets.token_urlsafe(32), pkce=new_pkce(),
+        pending = _Pending(state=rfc6749.new_state(), pkce=new_pkce(),
                            redirect_uri=self.redirect_uri)
-        params = {
-            "response_type": "code",
-            "client_id": self._client.client_id,
-            "redirect_uri": pending.redirect_uri,
-            "scope": " ".join(self._scopes),
-            "state": pending.state,
-            **pending.pkce.authorization_params(),
-            "access_type": "offline",
-        }
+        params = rfc6749.authorization_params(
+            client_id=self._client.client_id, redirect_uri=pending.redirect_uri,
+            scopes=self._scopes, state=pending.state)
+        params.update(pending.pkce.authorization_params())
+        params["access_type"] = "offline"
         params.update(extra)
         self._pending = pending
-        parts = urlsplit(self._client.auth_uri)
-        query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")), pending.state
+        return rfc6749.authorization_url(self._client.auth_uri, params), pending.state
 
     def code_from_response(self, authorization_response: str) -> str:
         """Check a redirect (a full URL, or just its query) and return its code
@@ -355,21 +351,8 @@ class InstalledAppFlow(_UserFlow):
         ``state`` that is missing or not this flow's, or a response without a code.
         """
         pending = self._require_pending()
-        params = _parse_response(authorization_response)
-        state = params.get("state")
-        if state is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
-            raise FlowError(
-                "the redirect's state does not match this login (a stale or forged link). "
-                "Fix: use the address from the sign-in you just started, or start again.",
-                error="state_mismatch")
-        error = params.get("error")
-        if error is not None:
-            raise _error_response(error, params.get("error_description"))
-        code = params.get("code")
-        if not code:
-            raise FlowError("the redirect carries no authorization code. Fix: copy the whole "
-                            "address of the page you were sent to.", error="invalid_request")
-        return code
+        return rfc6749.authorization_code_from(rfc6749.parse_redirect(authorization_response),
+                                               pending.state)
 
     def token_flow(self, code: str) -> Flow[Credentials]:
         """The sans-IO code-for-token exchange (RFC 6749 §4.1.3, RFC 7636 §4.5).
@@ -378,16 +361,9 @@ class InstalledAppFlow(_UserFlow):
         """
         pending = self._require_pending()
         self._pending = None
-        params = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": pending.redirect_uri,
-            "client_id": self._client.client_id,
-            **pending.pkce.token_params(),
-        }
-        if self._client.client_secret:
-            params["client_secret"] = self._client.client_secret
-        return self._exchange(params)
+        return self._exchange(rfc6749.authorization_code_params(
+            code, redirect_uri=pending.redirect_uri, client_id=self._client.client_id,
+            client_secret=self._client.client_secret, extra=pending.pkce.token_params()))
 
     def _exchange(self, params: dict[str, str]) -> Flow[Credentials]:
         now = self._clock()
@@ -553,57 +529,6 @@ class InstalledAppFlow(_UserFlow):
             raise FlowError("that is not an authorization code or address.",
                             error="invalid_request")
         return pasted
-
-
-def _parse_response(response: str) -> dict[str, str]:
-    """The parameters of a redirect: a full URL, ``?query`` or a bare query string.
-
-    RFC 6749 §3.1: a parameter sent more than once makes the response invalid.
-    """
-    text = response.strip()
-    if text.lower().startswith(("http://", "https://")):
-        try:
-            parts = urlsplit(text)
-        except ValueError:
-            raise FlowError("the redirect address is malformed. Fix: copy the whole address "
-                            "of the page you were sent to.", error="invalid_request") from None
-        query = parts.query or parts.fragment
-    else:
-        query = text.lstrip("?")
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query),
-                          max_num_fields=50)
-    except ValueError:
-        raise FlowError("the redirect address is malformed. Fix: copy the whole address of the "
-                        "page you were sent to.", error="invalid_request") from None
-    params: dict[str, str] = {}
-    for key, value in pairs:
-        if key in params:
-            raise FlowError(f"the redirect repeats the parameter {key!r} (RFC 6749 §3.1).",
-                            error="invalid_request")
-        params[key] = value
-    return params
-
-
-def _error_response(error: str, description: str | None) -> FlowError:
-    """RFC 6749 §4.1.2.1 error codes, in words."""
-    if error == "access_denied":
-        text = ("access was denied: the sign-in was cancelled or the account refused the "
-                "requested access. Fix: run the login again and choose Allow.")
-    elif error == "invalid_scope":
-        text = "the requested scopes are not allowed for this client. Fix: check --scopes."
-    elif error in ("unauthorized_client", "invalid_client"):
-        text = ("the OAuth client is not allowed to use this flow. Fix: use an OAuth client "
-                "of type 'Desktop app'.")
-    elif error in ("server_error", "temporarily_unavailable"):
-        text = "the authorization server failed. Fix: try again in a minute."
-    else:
-        text = "the authorization server refused the request."
-    safe = "".join(c for c in error if c.isprintable())[:60]
-    detail = ""
-    if description:
-        detail = " (" + "".join(c for c in description if c.isprintable())[:200] + ")"
-    return FlowError(f"sign-in failed with error {safe!r}{detail}: {text}", error=safe)
 
 
 def _say(stream: TextIO, text: str) -> None:

@@ -13,25 +13,16 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..exceptions import DefaultCredentialsError, FlowError
+from ._common import CLOUD_PLATFORM, EXIT_CODES, formatter, parse_scopes
 
-CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 #: What gcloud's ``application-default login`` asks for, minus its Cloud SQL extra.
 DEFAULT_SCOPES = ("openid", "https://www.googleapis.com/auth/userinfo.email", CLOUD_PLATFORM)
 CLIENT_ENV = "GCAUTH_CLIENT_ID_FILE"
 LOGIN_TIMEOUT = 300.0
-
-EXIT_CODES = """\
-exit codes:
-  0    success
-  1    a gcauth error (denied, timed out, no credentials, server refused...):
-       one line on stderr, plus a hint
-  2    bad command-line usage
-  130  interrupted (Ctrl-C)"""
 
 
 def register(commands: Any) -> None:
@@ -53,15 +44,11 @@ def register(commands: Any) -> None:
     _register_set_quota_project(adc_commands)
 
 
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
 # -- login --------------------------------------------------------------------------------
 def _register_login(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "login", help="sign in with your user account and write the ADC file",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Sign in with your own account and save the result where Application "
                     "Default Credentials look for it:\n  $CLOUDSDK_CONFIG/"
                     "application_default_credentials.json (default ~/.config/gcloud/...)\n\n"
@@ -99,16 +86,6 @@ def _register_login(commands: Any) -> None:
     parser.set_defaults(handler=run_login, mode="browser")
 
 
-def _scopes(value: str | None, default: Sequence[str]) -> list[str]:
-    if value is None:
-        return list(default)
-    scopes = [scope for scope in value.replace(" ", ",").split(",") if scope]
-    if not scopes:
-        raise FlowError("--scopes is empty. Fix: give at least one scope, e.g. "
-                        f"--scopes={CLOUD_PLATFORM}")
-    return scopes
-
-
 def check_project(value: str, option: str) -> str:
     """A quota project is an id (``my-project``) or number; refuse what cannot be one."""
     if (not value or len(value) > 100
@@ -139,7 +116,7 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
             "Fix: pass --client-id-file=client_secrets.json (an OAuth client of type 'Desktop "
             f"app'), or set {CLIENT_ENV}. To try it locally: `gcauth emulator --state-dir DIR` "
             "writes DIR/client_secrets.json.")
-    scopes = _scopes(args.scopes, DEFAULT_SCOPES)
+    scopes = parse_scopes(args.scopes, DEFAULT_SCOPES)
     quota = check_project(args.quota_project, "--quota-project") if args.quota_project else None
     mode = args.mode
     if mode == "device":
@@ -195,7 +172,7 @@ def _register_print_access_token(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "print-access-token", help="print an access token from ADC (the only command that "
                                    "prints a secret)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Find Application Default Credentials, get an access token and print it "
                     "on stdout,\nfor `curl -H \"Authorization: Bearer $(gcauth auth "
                     "application-default print-access-token)\"`.\nTreat the output as a "
@@ -212,7 +189,7 @@ def run_print_access_token(args: argparse.Namespace, out: TextIO | None = None) 
     from .._default import default
 
     out = out or sys.stdout
-    scopes = _scopes(args.scopes, ()) if args.scopes is not None else None
+    scopes = parse_scopes(args.scopes, ()) if args.scopes is not None else None
     credentials, _ = default(scopes=scopes, default_scopes=[CLOUD_PLATFORM])
     token = credentials.get_token()
     out.write(token.access_token + "\n")
@@ -224,7 +201,7 @@ def run_print_access_token(args: argparse.Namespace, out: TextIO | None = None) 
 def _register_revoke(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "revoke", help="revoke the ADC user credentials at the server and delete the file",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Revoke the refresh token in the ADC file (RFC 7009) so it can never be "
                     "used again,\nthen delete the file. Service-account files are not "
                     "touched.",
@@ -257,7 +234,7 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from .._http import run_sync
     from .._protocol.rfc7009 import revoke_flow
     from ..authorized_user import Credentials
-    from ..flow import _sibling
+    from ..flow import REVOKE_PATH, ClientConfig
     from ..transport import resolve_request
 
     out = out or sys.stdout
@@ -265,8 +242,9 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     info = _load_user_file(path, "revoke")
     credentials = Credentials.from_authorized_user_info(info, source=str(path))
     assert credentials.refresh_token is not None
-    revoke_uri = check_endpoint(_sibling(credentials.token_uri, "/revoke"), field="revoke_uri",
-                                source=str(path))
+    revoke_uri = check_endpoint(
+        ClientConfig.derived_endpoint(credentials.token_uri, REVOKE_PATH), field="revoke_uri",
+        source=str(path))
     revoked = run_sync(revoke_flow(revoke_uri, credentials.refresh_token,
                                    token_type_hint="refresh_token"),
                        resolve_request(None).send)
@@ -283,7 +261,7 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _register_set_quota_project(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "set-quota-project", help="set the quota project in the ADC user file",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Record PROJECT as quota_project_id in the ADC user file; client "
                     "libraries then send\nit as X-Goog-User-Project so API quota and billing "
                     "go to it (AIP-4113).",
