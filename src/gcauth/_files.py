@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -23,6 +24,13 @@ __all__ = [
 MAX_CREDENTIAL_FILE_BYTES = 256 * 1024
 
 
+#: How credential files are opened: never blocking (a FIFO or a device swapped in after the
+#: checks must not hang the reader), never becoming the controlling terminal, not inherited.
+_OPEN_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
 def read_json_file(
     path: str | os.PathLike[str],
     *,
@@ -34,42 +42,110 @@ def read_json_file(
     """Read a JSON object from ``path``; every failure is a :class:`MalformedCredentialsError`
     naming the file and how to fix it.
 
+    Special files are refused twice: by the path before anything is opened (so a device is
+    never opened at all), and by the opened descriptor, because the file can be replaced
+    between the two (a FIFO swapped in then would otherwise block the reader for ever). The
+    file is opened non-blocking and at most ``max_bytes`` + 1 bytes are read.
+
     ``inside``: when given and ``path`` is a symbolic link whose target lies outside that
-    directory, refuse to follow it.
+    directory, refuse to follow it; the checked target is then opened without following a
+    link, so a link swapped in after the check is refused too.
     """
     name = os.fspath(path)
-    source = name
+    if "\0" in name:
+        raise MalformedCredentialsError(
+            f"{what} path {name!r} contains a NUL byte, which no file name can hold; {fix}.",
+            source=repr(name))
+    _check_path(name, what, fix, max_bytes)
+    target, flags = name, _OPEN_FLAGS
+    if inside is not None:
+        target = check_link_inside(name, inside, what=what) or name
+        flags |= _NOFOLLOW
+    data = _read_bounded(name, target, flags, what=what, fix=fix, max_bytes=max_bytes)
+    return _parse_json(name, data, what=what, fix=fix)
+
+
+def _refusal(name: str, mode: int, size: int, what: str, fix: str,
+             max_bytes: int) -> MalformedCredentialsError | None:
+    """Why a file with this ``stat`` is no credential file, or ``None`` if it may be one."""
+    if stat.S_ISDIR(mode):
+        return MalformedCredentialsError(
+            f"{what} {name} is a directory, not a file; {fix}.", source=name)
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+                "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+                "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        return MalformedCredentialsError(
+            f"{what} {name} is {kind}, not a regular file; {fix}.", source=name)
+    if size > max_bytes:
+        return MalformedCredentialsError(
+            f"{what} {name} is {size} bytes, more than a credential file can be "
+            f"({max_bytes}); {fix}.", source=name)
+    return None
+
+
+def _check_path(name: str, what: str, fix: str, max_bytes: int) -> None:
+    """The checks made by path, before anything is opened."""
     try:
         info = os.stat(name)
     except FileNotFoundError:
         raise MalformedCredentialsError(
-            f"{what} {name} does not exist; {fix}.", source=source) from None
+            f"{what} {name} does not exist; {fix}.", source=name) from None
     except OSError as exc:
         raise MalformedCredentialsError(
-            f"{what} {name} cannot be accessed ({exc.strerror}); {fix}.", source=source) from None
-    if stat.S_ISDIR(info.st_mode):
-        raise MalformedCredentialsError(
-            f"{what} {name} is a directory, not a file; {fix}.", source=source)
-    if not stat.S_ISREG(info.st_mode):
-        raise MalformedCredentialsError(
-            f"{what} {name} is not a regular file; {fix}.", source=source)
-    if info.st_size > max_bytes:
-        raise MalformedCredentialsError(
-            f"{what} {name} is {info.st_size} bytes, more than a credential file can be "
-            f"({max_bytes}); {fix}.", source=source)
-    if inside is not None:
-        check_link_inside(name, inside, what=what)
+            f"{what} {name} cannot be accessed ({exc.strerror}); {fix}.", source=name) from None
+    refusal = _refusal(name, info.st_mode, info.st_size, what, fix, max_bytes)
+    if refusal is not None:
+        raise refusal
+
+
+def _read_bounded(name: str, target: str, flags: int, *, what: str, fix: str,
+                  max_bytes: int) -> bytes:
+    """Open ``target`` with ``flags``, check the descriptor is still a regular file of at
+    most ``max_bytes``, and read at most ``max_bytes`` + 1 bytes of it."""
     try:
-        with open(name, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+        fd = os.open(target, flags)
+    except FileNotFoundError:
+        raise MalformedCredentialsError(
+            f"{what} {name} does not exist (it was removed while being read); {fix}.",
+            source=name) from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and flags & _NOFOLLOW:
+            raise MalformedCredentialsError(
+                f"{what} {name} became a symbolic link while being read; refusing to follow "
+                "it. Replace the link with the file itself.", source=name) from None
+        raise MalformedCredentialsError(
+            f"{what} {name} cannot be read ({exc.strerror}); check its permissions or {fix}.",
+            source=name) from None
+    try:
+        info = os.fstat(fd)
+        refusal = _refusal(name, info.st_mode, info.st_size, what, fix, max_bytes)
+        if refusal is not None:
+            raise refusal
+        chunks: list[bytes] = []
+        total = 0
+        while total <= max_bytes:
+            chunk = os.read(fd, max_bytes + 1 - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
     except OSError as exc:
         raise MalformedCredentialsError(
             f"{what} {name} cannot be read ({exc.strerror}); check its permissions or {fix}.",
-            source=source) from None
+            source=name) from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
     if len(data) > max_bytes:
         raise MalformedCredentialsError(
             f"{what} {name} is larger than a credential file can be ({max_bytes} bytes); {fix}.",
-            source=source)
+            source=name)
+    return data
+
+
+def _parse_json(name: str, data: bytes, *, what: str, fix: str) -> dict[str, Any]:
+    source = name
     if not data.strip():
         raise MalformedCredentialsError(f"{what} {name} is empty; {fix}.", source=source)
     try:
@@ -92,17 +168,26 @@ def read_json_file(
 
 def check_link_inside(
     path: str | os.PathLike[str], root: str | os.PathLike[str], *, what: str = "credential file"
-) -> None:
-    """Refuse ``path`` if it is a symbolic link whose target lies outside ``root``."""
+) -> str | None:
+    """Refuse ``path`` if it is a symbolic link whose target lies outside ``root``.
+
+    Returns the resolved target when ``path`` is a link (inside ``root``), else ``None``.
+    """
     name = os.fspath(path)
     if not os.path.islink(name):
-        return
-    base = Path(root).resolve()
-    target = Path(name).resolve()
+        return None
+    try:
+        base = Path(root).resolve()
+        target = Path(name).resolve()
+    except (OSError, ValueError, RuntimeError):  # a loop, a NUL byte...
+        raise MalformedCredentialsError(
+            f"{what} {name} is a symbolic link that cannot be resolved; replace the link with "
+            "the file itself.", source=name) from None
     if base != target and base not in target.parents:
         raise MalformedCredentialsError(
             f"{what} {name} is a symbolic link to a file outside {base}; refusing to follow "
             "it. Replace the link with the file itself.", source=name)
+    return str(target)
 
 
 def write_private_json(path: str | os.PathLike[str], data: Mapping[str, Any]) -> None:
