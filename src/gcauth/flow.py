@@ -30,12 +30,18 @@ Security properties:
 gets a failure page in the browser and a warning on the ``gcauth.flow`` logger, and is
 otherwise ignored: :meth:`InstalledAppFlow.run_local_server` keeps waiting for the genuine
 redirect until ``timeout_seconds``, so a local process cannot cancel a sign-in by sending a
-bogus request, and never turns a forged code into credentials.
+bogus request, and never turns a forged code into credentials. The ``state`` itself is no
+secret from local processes (it is on the browser's command line), so **a redirect with the
+right state whose code the token endpoint refuses** (``invalid_grant``: a made-up or replayed
+code) is treated the same way: refused, and the wait goes on. Only an ``error=`` redirect
+with the right state (the user denied access) ends the wait early.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import os
 import secrets
 import sys
@@ -58,7 +64,7 @@ from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, TokenResponse, token_exchange
 from ._protocol.rfc7636 import Pkce, new_pkce
 from ._protocol.rfc8628 import DeviceAuthorization
 from .authorized_user import Credentials
-from .exceptions import FlowError, GCAuthError, MalformedCredentialsError
+from .exceptions import FlowError, GCAuthError, MalformedCredentialsError, RefreshError
 from .tokens import Clock, utcnow
 
 __all__ = [
@@ -361,6 +367,9 @@ class InstalledAppFlow(_UserFlow):
         """
         pending = self._require_pending()
         self._pending = None
+        return self._exchange_code(pending, code)
+
+    def _exchange_code(self, pending: _Pending, code: str) -> Flow[Credentials]:
         return self._exchange(rfc6749.authorization_code_params(
             code, redirect_uri=pending.redirect_uri, client_id=self._client.client_id,
             client_secret=self._client.client_secret, extra=pending.pkce.token_params()))
@@ -414,11 +423,15 @@ class InstalledAppFlow(_UserFlow):
 
         The browser gets a success page once the tokens are in hand, a failure page
         otherwise. Raises :class:`FlowError` on denial, an error redirect or the timeout.
-        Redirects with a wrong ``state`` are refused and the wait goes on (see the module
-        docstring).
+        Redirects with a wrong ``state``, and those whose code the token endpoint does not
+        accept, are refused and the wait goes on (see the module docstring).
+        ``timeout_seconds`` must be a positive, finite number or ``None``
+        (:class:`ValueError` otherwise).
         """
+        timeout_seconds = check_timeout(timeout_seconds, "timeout_seconds")
         stream = out if out is not None else sys.stdout
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        refused: set[bytes] = set()  # digests of codes the token endpoint did not accept
         with RedirectServer(bind_addr=bind_addr, port=port, host=host) as server:
             self.redirect_uri = server.redirect_uri
             url, _ = self.authorization_url(**extra)
@@ -433,20 +446,29 @@ class InstalledAppFlow(_UserFlow):
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise FlowError(
-                        f"no sign-in arrived within {timeout_seconds:g} s. Fix: run the "
-                        "login again and finish it in the browser sooner.", error="timeout")
+                    raise _timed_out(timeout_seconds, len(refused))
                 redirect = server.next_redirect(1.0 if remaining is None
                                                 else min(remaining, 1.0))
                 if redirect is None:
                     continue
-                credentials = self._answer(redirect, success_message)
+                credentials = self._answer(redirect, success_message, refused)
                 if credentials is not None:
                     server.finish()
                     return credentials
 
-    def _answer(self, redirect: Any, success_message: str) -> Credentials | None:
-        """Decide what one loopback request means; respond to the browser accordingly."""
+    def _answer(self, redirect: Any, success_message: str,
+                refused: set[bytes]) -> Credentials | None:
+        """Decide what one loopback request means; respond to the browser accordingly.
+
+        ``None`` means "not the sign-in: keep waiting". That is the answer for a redirect
+        with a wrong or missing ``state`` or without a code, and for one with the right
+        ``state`` whose code the token endpoint refuses as ``invalid_grant``: the ``state``
+        is visible to other local processes (it is on the browser's command line), so such a
+        code may come from one of them and must not end the sign-in. The authorization (its
+        state and PKCE verifier) stays pending until a code is accepted; each code is sent
+        to the token endpoint at most once. An ``error=`` redirect with the right state, or
+        any other failure of the exchange, ends the sign-in.
+        """
         try:
             code = self.code_from_response(redirect.query)
         except FlowError as exc:
@@ -459,15 +481,33 @@ class InstalledAppFlow(_UserFlow):
                 return None
             redirect.respond(Page(403, "Sign-in failed",
                                   f"{exc} You can close this tab."))
+            self._pending = None
             raise
+        digest = hashlib.sha256(code.encode()).digest()
+        if digest in refused:
+            redirect.respond(_CODE_REFUSED)
+            return None
+        pending = self._require_pending()
         try:
-            credentials: Credentials = self._run(self.token_flow(code))
+            credentials: Credentials = self._run(self._exchange_code(pending, code))
+        except RefreshError as exc:
+            if exc.error == "invalid_grant":
+                refused.add(digest)
+                _log.warning("ignored a redirect to the login server: the token endpoint did "
+                             "not accept its authorization code (invalid_grant); still "
+                             "waiting for the sign-in")
+                redirect.respond(_CODE_REFUSED)
+                return None
+            self._pending = None
+            redirect.respond(_EXCHANGE_FAILED)
+            raise FlowError(f"exchanging the authorization code failed: {exc}",
+                            error=exc.error) from exc
         except GCAuthError as exc:
-            redirect.respond(Page(502, "Sign-in failed",
-                                  "The sign-in could not be completed: the authorization code "
-                                  "was not accepted. See the terminal for details."))
+            self._pending = None
+            redirect.respond(_EXCHANGE_FAILED)
             raise FlowError(f"exchanging the authorization code failed: {exc}",
                             error=getattr(exc, "error", None)) from exc
+        self._pending = None
         redirect.respond(Page(200, "Signed in", success_message, ok=True))
         return credentials
 
@@ -529,6 +569,43 @@ class InstalledAppFlow(_UserFlow):
             raise FlowError("that is not an authorization code or address.",
                             error="invalid_request")
         return pasted
+
+
+_CODE_REFUSED = Page(
+    400, "Sign-in failed",
+    "This sign-in response was refused: the authorization server did not accept its code, "
+    "so it does not belong to the sign-in in progress. If you are signing in, the terminal "
+    "is still waiting for you; otherwise start the sign-in again from the terminal.")
+_EXCHANGE_FAILED = Page(
+    502, "Sign-in failed",
+    "The sign-in could not be completed: the authorization code was not accepted. See the "
+    "terminal for details.")
+
+
+def _timed_out(timeout_seconds: float | None, refused: int) -> FlowError:
+    why = ""
+    if refused:
+        why = (f" ({refused} sign-in response{'s' if refused != 1 else ''} with this "
+               "login's state came back, but the authorization server did not accept "
+               f"{'their codes' if refused != 1 else 'its code'})")
+    return FlowError(f"no sign-in arrived within {timeout_seconds:g} s{why}. Fix: run the "
+                     "login again and finish it in the browser sooner.", error="timeout")
+
+
+def check_timeout(value: float | None, name: str = "timeout") -> float | None:
+    """``value`` if it is ``None`` (wait for ever) or a finite, positive number of seconds;
+    ``nan``, ``inf``, zero, negative numbers and non-numbers raise :class:`ValueError`
+    (``nan`` would otherwise make a wait loop spin for ever)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds or None, not "
+                         f"{type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds (or None to "
+                         f"wait for ever), not {value!r}")
+    return number
 
 
 def _say(stream: TextIO, text: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..exceptions import DefaultCredentialsError, FlowError
-from ._common import CLOUD_PLATFORM, EXIT_CODES, formatter, parse_scopes
+from ._common import CLOUD_PLATFORM, EXIT_CODES, formatter, parse_scopes, seconds
 
 #: What gcloud's ``application-default login`` asks for, minus its Cloud SQL extra.
 DEFAULT_SCOPES = ("openid", "https://www.googleapis.com/auth/userinfo.email", CLOUD_PLATFORM)
@@ -81,7 +81,7 @@ def _register_login(commands: Any) -> None:
         "--quota-project", metavar="PROJECT", default=None,
         help="project to bill for API quota, saved as quota_project_id")
     parser.add_argument(
-        "--timeout", metavar="SECONDS", type=float, default=LOGIN_TIMEOUT,
+        "--timeout", metavar="SECONDS", type=seconds, default=LOGIN_TIMEOUT,
         help=f"give up waiting for the browser after this long (default {LOGIN_TIMEOUT:g})")
     parser.set_defaults(handler=run_login, mode="browser")
 
