@@ -10,14 +10,23 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..exceptions import DefaultCredentialsError, FlowError
-from ._common import CLOUD_PLATFORM, EXIT_CODES, formatter, parse_scopes, seconds
+from ..exceptions import DefaultCredentialsError, FlowError, GCAuthError
+from ._common import (
+    CLOUD_PLATFORM,
+    EXIT_CODES,
+    SafeText,
+    formatter,
+    parse_scopes,
+    seconds,
+    terminal_safe,
+)
 
 #: What gcloud's ``application-default login`` asks for, minus its Cloud SQL extra.
 DEFAULT_SCOPES = ("openid", "https://www.googleapis.com/auth/userinfo.email", CLOUD_PLATFORM)
@@ -104,11 +113,12 @@ def _can_launch_browser() -> bool:
 
 def run_login(args: argparse.Namespace, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
-    from .. import _default, _files
+    from .. import _default
     from ..flow import DeviceFlow, InstalledAppFlow
 
     out = out or sys.stdout
     err = err or sys.stderr
+    shown = SafeText(out).stream()  # what the flows print comes partly from the server
     client_file = args.client_id_file or os.environ.get(CLIENT_ENV)
     if not client_file:
         raise FlowError(
@@ -119,14 +129,16 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
     scopes = parse_scopes(args.scopes, DEFAULT_SCOPES)
     quota = check_project(args.quota_project, "--quota-project") if args.quota_project else None
     mode = args.mode
+    flow: DeviceFlow | InstalledAppFlow
     if mode == "device":
-        credentials = DeviceFlow.from_client_secrets_file(client_file, scopes).run(out=out)
+        flow = DeviceFlow.from_client_secrets_file(client_file, scopes)
+        credentials = flow.run(out=shown)
     else:
         flow = InstalledAppFlow.from_client_secrets_file(client_file, scopes)
         if mode == "console":
             credentials = flow.run_console(
                 authorization_prompt_message="Open this URL in a browser on any machine and "
-                                             "sign in:\n{url}\n", out=out)
+                                             "sign in:\n{url}\n", out=shown)
         else:
             launch = mode == "browser" and _can_launch_browser()
             if mode == "browser" and not launch:
@@ -140,7 +152,7 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
                 prompt = "Open this URL in a browser on this machine:\n{url}\n"
             credentials = flow.run_local_server(
                 open_browser=launch, timeout_seconds=args.timeout,
-                authorization_prompt_message=prompt, out=out)
+                authorization_prompt_message=prompt, out=shown)
     if not credentials.refresh_token:
         raise FlowError("the server issued no refresh token, so nothing can be saved for later "
                         "use. Fix: revoke this app's access in your account settings and log "
@@ -151,8 +163,8 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
     if quota:
         credentials = credentials.with_quota_project(quota)
     path = _default.well_known_file()
-    _files.write_private_json(path, json.loads(credentials.to_json()))
-    who = f" for {credentials.account}" if credentials.account else ""
+    _save_or_revoke(path, credentials, flow.client_config.revoke_uri)
+    who = f" for {terminal_safe(credentials.account)}" if credentials.account else ""
     out.write(f"\nCredentials saved to file: [{path}]{who}\n\n"
               "These credentials will be used by any library that requests Application "
               "Default Credentials (ADC).\n")
@@ -165,6 +177,54 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
                   "use your login.\n")
     out.flush()
     return 0
+
+
+def _save_or_revoke(path: Path, credentials: Any, revoke_uri: str | None) -> None:
+    """Write the new login to ``path``; if that fails, revoke its refresh token rather than
+    leave a live grant nobody holds, and say so in one line."""
+    from .. import _files
+
+    try:
+        _files.write_private_json(path, json.loads(credentials.to_json()))
+        return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        fix = _save_fix(exc, path.parent)
+    try:
+        if not revoke_uri:
+            raise FlowError("the OAuth client has no revocation endpoint")
+        _revoke(revoke_uri, credentials.refresh_token)
+        outcome = "so the new login was revoked at the server instead of being left valid"
+    except GCAuthError as exc:
+        outcome = ("and revoking the new login at the server failed too ("
+                   f"{terminal_safe(str(exc))[:200]}), so it stays valid until you remove "
+                   "this app's access in your account settings "
+                   "(https://myaccount.google.com/permissions)")
+    raise FlowError(f"the credentials could not be saved to {path} ({reason}), {outcome}. "
+                    f"Fix: {fix}, or set CLOUDSDK_CONFIG to a writable directory; then log in "
+                    "again.", error="not_saved") from None
+
+
+def _save_fix(exc: OSError, directory: Path) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
+        return f"free some space on the disk holding {directory}"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{directory} must be a directory, but part of that path is a file"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make {directory} writable"
+    return f"make sure {directory} is a writable directory"
+
+
+def _revoke(revoke_uri: str, refresh_token: str) -> bool:
+    """Revoke ``refresh_token`` (RFC 7009); ``False`` if the server already did not know it."""
+    from .._http import run_sync
+    from .._protocol.rfc7009 import revoke_flow
+    from ..transport import resolve_request
+
+    revoked: bool = run_sync(revoke_flow(revoke_uri, refresh_token,
+                                         token_type_hint="refresh_token"),
+                             resolve_request(None).send)
+    return revoked
 
 
 # -- print-access-token -------------------------------------------------------------------
@@ -210,15 +270,18 @@ def _register_revoke(commands: Any) -> None:
 
 
 def _load_user_file(path: Path, action: str) -> dict[str, Any]:
+    """The ADC user file, read without following a link out of the gcloud directory (as
+    discovery reads it)."""
     from .. import _files
-    from .._default import LOGIN_COMMAND
+    from .._default import LOGIN_COMMAND, gcloud_config_dir
 
     if not path.exists():
         raise DefaultCredentialsError(
             f"there is no ADC file at {path}, so there is nothing to {action}. Fix: run "
             f"`{LOGIN_COMMAND}` first (CLOUDSDK_CONFIG moves the file).")
     info = _files.read_json_file(path, what="ADC file",
-                                 fix=f"run `{LOGIN_COMMAND}` to write it again")
+                                 fix=f"run `{LOGIN_COMMAND}` to write it again",
+                                 inside=gcloud_config_dir())
     kind = info.get("type")
     if kind != "authorized_user":
         raise DefaultCredentialsError(
@@ -229,31 +292,35 @@ def _load_user_file(path: Path, action: str) -> dict[str, Any]:
 
 
 def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from .. import _files
     from .._default import well_known_file
     from .._endpoints import check_endpoint
-    from .._http import run_sync
-    from .._protocol.rfc7009 import revoke_flow
     from ..authorized_user import Credentials
     from ..flow import REVOKE_PATH, ClientConfig
-    from ..transport import resolve_request
 
     out = out or sys.stdout
     path = well_known_file()
     info = _load_user_file(path, "revoke")
     credentials = Credentials.from_authorized_user_info(info, source=str(path))
-    assert credentials.refresh_token is not None
+    token = credentials.refresh_token
+    assert token is not None
     revoke_uri = check_endpoint(
         ClientConfig.derived_endpoint(credentials.token_uri, REVOKE_PATH), field="revoke_uri",
         source=str(path))
-    revoked = run_sync(revoke_flow(revoke_uri, credentials.refresh_token,
-                                   token_type_hint="refresh_token"),
-                       resolve_request(None).send)
-    path.unlink()
-    if revoked:
-        out.write(f"Credentials revoked, and {path} deleted.\n")
+    revoked = _revoke(revoke_uri, token)
+    # A login may have replaced the file meanwhile: delete it only if it still holds the
+    # token just revoked.
+    deleted = _files.remove_file_if(path, lambda now: now.get("refresh_token") == token,
+                                    what="ADC file")
+    first = ("Credentials revoked" if revoked
+             else "The server already considered these credentials invalid")
+    if deleted:
+        out.write(f"{first}, and {path} deleted.\n" if revoked
+                  else f"{first}; {path} deleted.\n")
+    elif path.exists():
+        out.write(f"{first}. {path} now holds a newer login, so it was left in place.\n")
     else:
-        out.write(f"The server already considered these credentials invalid; {path} "
-                  "deleted.\n")
+        out.write(f"{first}. {path} was already gone.\n")
     return 0
 
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Sequence
+from typing import TextIO, cast
 
 from ..exceptions import FlowError
 
 __all__ = [
     "CLOUD_PLATFORM",
     "EXIT_CODES",
+    "SafeText",
     "formatter",
     "parse_scopes",
     "seconds",
@@ -85,3 +87,21 @@ def terminal_safe(text: str, *, multiline: bool = False) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+class SafeText:
+    """A text stream that writes everything through :func:`terminal_safe` (line breaks
+    kept): for the output of a login flow, which shows URLs and codes a server chose."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(terminal_safe(text, multiline=True))
+
+    def flush(self) -> None:
+        self._stream.flush()
+
+    def stream(self) -> TextIO:
+        """This wrapper, typed as what the flows accept (they only write and flush)."""
+        return cast(TextIO, self)

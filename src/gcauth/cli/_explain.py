@@ -179,7 +179,7 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from ._common import parse_scopes
+    from ._common import parse_scopes, terminal_safe
 
     out = out or sys.stdout
     scopes = parse_scopes(args.scopes, ()) if args.scopes is not None else None
@@ -191,13 +191,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         report = {"ok": False, "error": str(exc)}
     if args.json:
         out.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    else:
-        out.write(render(report) + "\n")
+    else:  # the report quotes files and servers (account, error_description...)
+        out.write(terminal_safe(render(report), multiline=True) + "\n")
     if not report["ok"]:
         if not args.json:
             token = report.get("token") or {}
             reason = token.get("error") if isinstance(token, dict) else None
-            print(f"gcauth: error: {reason or 'no Application Default Credentials found'}",
-                  file=sys.stderr)
+            reason = terminal_safe(reason or "no Application Default Credentials found")
+            print(f"gcauth: error: {reason}", file=sys.stderr)
         return 1
     return 0
