@@ -165,6 +165,17 @@ def test_the_next_cli_write_removes_what_a_killed_write_left(emulator: Emulator,
     assert json.loads(path.read_text())["quota_project_id"] == "q-1"
 
 
+def test_revoke_also_cleans_up(fresh_emulator: Emulator, tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    path = adc_path(env)
+    _files.write_private_json(path, fresh_emulator.create_authorized_user())
+    left = kill_mid_write(path, "1//secret-of-the-killed-write")
+    time.sleep(_files.STALE_TEMP_SECONDS + 0.2)
+    code, _, err = run_cli(["auth", "application-default", "revoke"], env)
+    assert code == 0, err
+    assert not left.exists() and list(path.parent.iterdir()) == []
+
+
 def test_a_login_also_cleans_up(emulator: Emulator, client_file: Path,
                                 env: dict[str, str]) -> None:
     path = adc_path(env)

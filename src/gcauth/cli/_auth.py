@@ -312,6 +312,7 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     # token just revoked.
     deleted = _files.remove_file_if(path, lambda now: now.get("refresh_token") == token,
                                     what="ADC file")
+    _files.remove_stale_temps(path)  # what killed writes left, which may hold a token too
     first = ("Credentials revoked" if revoked
              else "The server already considered these credentials invalid")
     if deleted:
