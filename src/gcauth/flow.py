@@ -18,7 +18,10 @@ Security properties:
 
 * every authorization request uses PKCE with ``S256`` (RFC 7636 §4.2) and a fresh ``state``
   from the CSPRNG (RFC 6749 §10.12); a redirect whose ``state`` does not match is refused;
-* an authorization (its ``state`` and PKCE verifier) is used for at most one token exchange;
+* an authorization (its ``state`` and PKCE verifier) yields at most one set of credentials:
+  :meth:`InstalledAppFlow.fetch_token` consumes it whatever the answer, and
+  :meth:`InstalledAppFlow.run_local_server` keeps it only while the codes it receives are
+  refused as ``invalid_grant`` (each such code is sent once), until one is accepted;
 * the loopback server binds to a loopback address only (RFC 8252 §8.3) and stops when the
   flow ends;
 * the client's ``auth_uri``/``token_uri`` (and derived device/revoke endpoints) must be

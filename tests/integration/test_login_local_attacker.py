@@ -175,3 +175,21 @@ def test_cli_login_survives_a_local_process_sending_the_right_state(
     code, out, err = cli.finish()
     assert code == 0, err
     assert adc_path(env).exists() and "Credentials saved" in out
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1, True])
+def test_the_redirect_server_refuses_nonsense_connection_timeouts(value: Any) -> None:
+    from gcauth._loopback import RedirectServer
+
+    with pytest.raises(ValueError, match="connection_timeout"):
+        RedirectServer(connection_timeout=value)
+
+
+def test_waiting_for_a_redirect_with_nan_is_refused_not_a_busy_loop() -> None:
+    from gcauth._loopback import RedirectServer
+
+    with RedirectServer() as server:
+        with pytest.raises(ValueError, match="NaN"):
+            server.next_redirect(float("nan"))
+        assert server.next_redirect(0.01) is None
+        assert server.next_redirect(-5) is None  # already past: no wait
