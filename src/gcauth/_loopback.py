@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import html
 import ipaddress
+import math
 import queue
 import socket
 import socketserver
@@ -219,6 +220,10 @@ class RedirectServer:
         path: str = "/",
         connection_timeout: float = CONNECTION_TIMEOUT,
     ):
+        if (isinstance(connection_timeout, bool) or not isinstance(connection_timeout, (int, float))
+                or not math.isfinite(connection_timeout) or connection_timeout <= 0):
+            raise ValueError("connection_timeout must be a positive, finite number of seconds, "
+                             f"not {connection_timeout!r}")
         address, family = check_bind_addr(bind_addr)
         self._host = check_redirect_host(host)
         if not path.startswith("/"):
@@ -247,8 +252,11 @@ class RedirectServer:
 
     def next_redirect(self, timeout: float) -> Redirect | None:
         """The next request to the redirect path, or ``None`` after ``timeout`` seconds."""
+        if math.isnan(timeout):  # it would never block, so a wait loop would spin
+            raise ValueError("next_redirect() needs a number of seconds, not NaN")
         try:
-            return self._server.redirects.get(timeout=max(0.0, timeout))
+            return self._server.redirects.get(
+                timeout=min(max(0.0, timeout), threading.TIMEOUT_MAX))
         except queue.Empty:
             return None
 

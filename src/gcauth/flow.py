@@ -18,7 +18,10 @@ Security properties:
 
 * every authorization request uses PKCE with ``S256`` (RFC 7636 §4.2) and a fresh ``state``
   from the CSPRNG (RFC 6749 §10.12); a redirect whose ``state`` does not match is refused;
-* an authorization (its ``state`` and PKCE verifier) is used for at most one token exchange;
+* an authorization (its ``state`` and PKCE verifier) yields at most one set of credentials:
+  :meth:`InstalledAppFlow.fetch_token` consumes it whatever the answer, and
+  :meth:`InstalledAppFlow.run_local_server` keeps it only while the codes it receives are
+  refused as ``invalid_grant`` (each such code is sent once), until one is accepted;
 * the loopback server binds to a loopback address only (RFC 8252 §8.3) and stops when the
   flow ends;
 * the client's ``auth_uri``/``token_uri`` (and derived device/revoke endpoints) must be
@@ -30,13 +33,18 @@ Security properties:
 gets a failure page in the browser and a warning on the ``gcauth.flow`` logger, and is
 otherwise ignored: :meth:`InstalledAppFlow.run_local_server` keeps waiting for the genuine
 redirect until ``timeout_seconds``, so a local process cannot cancel a sign-in by sending a
-bogus request, and never turns a forged code into credentials.
+bogus request, and never turns a forged code into credentials. The ``state`` itself is no
+secret from local processes (it is on the browser's command line), so **a redirect with the
+right state whose code the token endpoint refuses** (``invalid_grant``: a made-up or replayed
+code) is treated the same way: refused, and the wait goes on. Only an ``error=`` redirect
+with the right state (the user denied access) ends the wait early.
 """
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import logging
+import math
 import os
 import secrets
 import sys
@@ -46,20 +54,20 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from . import _files
 from ._endpoints import check_endpoint
 from ._http import Flow, run_sync
 from ._loopback import Page, RedirectServer
-from ._protocol import rfc8628
+from ._protocol import rfc6749, rfc8628
 from ._protocol.jwt import JWTError
 from ._protocol.jwt import decode as _jwt_decode
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, TokenResponse, token_exchange
 from ._protocol.rfc7636 import Pkce, new_pkce
 from ._protocol.rfc8628 import DeviceAuthorization
 from .authorized_user import Credentials
-from .exceptions import FlowError, GCAuthError, MalformedCredentialsError
+from .exceptions import FlowError, GCAuthError, MalformedCredentialsError, RefreshError
 from .tokens import Clock, utcnow
 
 __all__ = [
@@ -74,15 +82,14 @@ _log = logging.getLogger("gcauth.flow")
 F = TypeVar("F", bound="_UserFlow")
 
 GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
+#: Paths of the device-authorization and revocation endpoints beside the token endpoint.
+DEVICE_PATH = "/device/code"
+REVOKE_PATH = "/revoke"
 DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_SUCCESS_MESSAGE = ("You are signed in. You can close this tab and return to the "
                            "terminal.")
 DEFAULT_PROMPT = "Please visit this URL to authorize this application:\n{url}"
 DEFAULT_CODE_PROMPT = "Paste the full address of the page you were sent to (or just the code): "
-#: Parameters :meth:`InstalledAppFlow.authorization_url` sets itself and never takes from
-#: the caller: they carry the flow's security.
-_RESERVED = frozenset({"client_id", "redirect_uri", "response_type", "scope", "state",
-                       "code_challenge", "code_challenge_method"})
 _FIX_CLIENT = ("download the JSON of an OAuth client of type 'Desktop app' (section "
                "'installed') or 'Web application' (section 'web')")
 
@@ -146,8 +153,9 @@ class ClientConfig:
             check_endpoint(url, field=f"{kind}.{name}", source=source,
                            allowed_hosts=allowed_hosts)
         device_uri = (text("device_authorization_uri", required=False)
-                      or _sibling(token_uri, "/device/code"))
-        revoke_uri = text("revoke_uri", required=False) or _sibling(token_uri, "/revoke")
+                      or cls.derived_endpoint(token_uri, DEVICE_PATH))
+        revoke_uri = (text("revoke_uri", required=False)
+                      or cls.derived_endpoint(token_uri, REVOKE_PATH))
         for name, url in (("device_authorization_uri", device_uri), ("revoke_uri", revoke_uri)):
             check_endpoint(url, field=f"{kind}.{name}", source=source,
                            allowed_hosts=allowed_hosts)
@@ -168,15 +176,18 @@ class ClientConfig:
         info = _files.read_json_file(name, what="OAuth client file", fix=_FIX_CLIENT)
         return cls.from_info(info, source=name, allowed_hosts=allowed_hosts)
 
+    @staticmethod
+    def derived_endpoint(token_uri: str, path: str) -> str:
+        """The endpoint at ``path`` on the token endpoint's host: Google serves ``/token``,
+        ``/device/code`` (:data:`DEVICE_PATH`) and ``/revoke`` (:data:`REVOKE_PATH`) from
+        ``oauth2.googleapis.com``, and the emulator does the same. Used when a client file
+        (or an authorized-user file) names only its ``token_uri``; the result still has to
+        pass :func:`gcauth._endpoints.check_endpoint`."""
+        parts = urlsplit(token_uri)
+        return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
-def _sibling(token_uri: str, path: str) -> str:
-    """The endpoint at ``path`` on the token endpoint's host: Google serves ``/token``,
-    ``/device/code`` and ``/revoke`` from ``oauth2.googleapis.com``."""
-    parts = urlsplit(token_uri)
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
-
-def _account_from_id_token(id_token: str | None) -> str | None:
+def account_from_id_token(id_token: str | None) -> str | None:
     """The ``email`` claim, for display and the ADC file's ``account`` field only.
 
     The ID token came straight from the token endpoint over the channel we chose, so OpenID
@@ -272,7 +283,7 @@ class _UserFlow:
             scopes=granted or self._scopes,
             expiry=reply.expiry(now),
             granted_scopes=granted,
-            account=_account_from_id_token(reply.id_token),
+            account=account_from_id_token(reply.id_token),
             clock=self._clock,
         )
         self._credentials = credentials
@@ -327,25 +338,19 @@ class InstalledAppFlow(_UserFlow):
         if not self.redirect_uri:
             raise FlowError("no redirect_uri: set flow.redirect_uri first (run_local_server "
                             "and run_console set it for you).")
-        clash = sorted(_RESERVED & set(extra))
+        clash = sorted(rfc6749.RESERVED_AUTHORIZATION_PARAMS & set(extra))
         if clash:
             raise ValueError(f"authorization_url() sets {', '.join(clash)} itself")
-        pending = _Pending(state=secrets.token_urlsafe(32), pkce=new_pkce(),
+        pending = _Pending(state=rfc6749.new_state(), pkce=new_pkce(),
                            redirect_uri=self.redirect_uri)
-        params = {
-            "response_type": "code",
-            "client_id": self._client.client_id,
-            "redirect_uri": pending.redirect_uri,
-            "scope": " ".join(self._scopes),
-            "state": pending.state,
-            **pending.pkce.authorization_params(),
-            "access_type": "offline",
-        }
+        params = rfc6749.authorization_params(
+            client_id=self._client.client_id, redirect_uri=pending.redirect_uri,
+            scopes=self._scopes, state=pending.state)
+        params.update(pending.pkce.authorization_params())
+        params["access_type"] = "offline"
         params.update(extra)
         self._pending = pending
-        parts = urlsplit(self._client.auth_uri)
-        query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
-        return urlunsplit((parts.scheme, parts.netloc, parts.path, query, "")), pending.state
+        return rfc6749.authorization_url(self._client.auth_uri, params), pending.state
 
     def code_from_response(self, authorization_response: str) -> str:
         """Check a redirect (a full URL, or just its query) and return its code
@@ -355,21 +360,8 @@ class InstalledAppFlow(_UserFlow):
         ``state`` that is missing or not this flow's, or a response without a code.
         """
         pending = self._require_pending()
-        params = _parse_response(authorization_response)
-        state = params.get("state")
-        if state is None or not hmac.compare_digest(state.encode(), pending.state.encode()):
-            raise FlowError(
-                "the redirect's state does not match this login (a stale or forged link). "
-                "Fix: use the address from the sign-in you just started, or start again.",
-                error="state_mismatch")
-        error = params.get("error")
-        if error is not None:
-            raise _error_response(error, params.get("error_description"))
-        code = params.get("code")
-        if not code:
-            raise FlowError("the redirect carries no authorization code. Fix: copy the whole "
-                            "address of the page you were sent to.", error="invalid_request")
-        return code
+        return rfc6749.authorization_code_from(rfc6749.parse_redirect(authorization_response),
+                                               pending.state)
 
     def token_flow(self, code: str) -> Flow[Credentials]:
         """The sans-IO code-for-token exchange (RFC 6749 §4.1.3, RFC 7636 §4.5).
@@ -378,16 +370,12 @@ class InstalledAppFlow(_UserFlow):
         """
         pending = self._require_pending()
         self._pending = None
-        params = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": pending.redirect_uri,
-            "client_id": self._client.client_id,
-            **pending.pkce.token_params(),
-        }
-        if self._client.client_secret:
-            params["client_secret"] = self._client.client_secret
-        return self._exchange(params)
+        return self._exchange_code(pending, code)
+
+    def _exchange_code(self, pending: _Pending, code: str) -> Flow[Credentials]:
+        return self._exchange(rfc6749.authorization_code_params(
+            code, redirect_uri=pending.redirect_uri, client_id=self._client.client_id,
+            client_secret=self._client.client_secret, extra=pending.pkce.token_params()))
 
     def _exchange(self, params: dict[str, str]) -> Flow[Credentials]:
         now = self._clock()
@@ -438,11 +426,15 @@ class InstalledAppFlow(_UserFlow):
 
         The browser gets a success page once the tokens are in hand, a failure page
         otherwise. Raises :class:`FlowError` on denial, an error redirect or the timeout.
-        Redirects with a wrong ``state`` are refused and the wait goes on (see the module
-        docstring).
+        Redirects with a wrong ``state``, and those whose code the token endpoint does not
+        accept, are refused and the wait goes on (see the module docstring).
+        ``timeout_seconds`` must be a positive, finite number or ``None``
+        (:class:`ValueError` otherwise).
         """
+        timeout_seconds = check_timeout(timeout_seconds, "timeout_seconds")
         stream = out if out is not None else sys.stdout
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        refused: set[bytes] = set()  # digests of codes the token endpoint did not accept
         with RedirectServer(bind_addr=bind_addr, port=port, host=host) as server:
             self.redirect_uri = server.redirect_uri
             url, _ = self.authorization_url(**extra)
@@ -457,20 +449,29 @@ class InstalledAppFlow(_UserFlow):
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise FlowError(
-                        f"no sign-in arrived within {timeout_seconds:g} s. Fix: run the "
-                        "login again and finish it in the browser sooner.", error="timeout")
+                    raise _timed_out(timeout_seconds, len(refused))
                 redirect = server.next_redirect(1.0 if remaining is None
                                                 else min(remaining, 1.0))
                 if redirect is None:
                     continue
-                credentials = self._answer(redirect, success_message)
+                credentials = self._answer(redirect, success_message, refused)
                 if credentials is not None:
                     server.finish()
                     return credentials
 
-    def _answer(self, redirect: Any, success_message: str) -> Credentials | None:
-        """Decide what one loopback request means; respond to the browser accordingly."""
+    def _answer(self, redirect: Any, success_message: str,
+                refused: set[bytes]) -> Credentials | None:
+        """Decide what one loopback request means; respond to the browser accordingly.
+
+        ``None`` means "not the sign-in: keep waiting". That is the answer for a redirect
+        with a wrong or missing ``state`` or without a code, and for one with the right
+        ``state`` whose code the token endpoint refuses as ``invalid_grant``: the ``state``
+        is visible to other local processes (it is on the browser's command line), so such a
+        code may come from one of them and must not end the sign-in. The authorization (its
+        state and PKCE verifier) stays pending until a code is accepted; each code is sent
+        to the token endpoint at most once. An ``error=`` redirect with the right state, or
+        any other failure of the exchange, ends the sign-in.
+        """
         try:
             code = self.code_from_response(redirect.query)
         except FlowError as exc:
@@ -483,15 +484,33 @@ class InstalledAppFlow(_UserFlow):
                 return None
             redirect.respond(Page(403, "Sign-in failed",
                                   f"{exc} You can close this tab."))
+            self._pending = None
             raise
+        digest = hashlib.sha256(code.encode()).digest()
+        if digest in refused:
+            redirect.respond(_CODE_REFUSED)
+            return None
+        pending = self._require_pending()
         try:
-            credentials: Credentials = self._run(self.token_flow(code))
+            credentials: Credentials = self._run(self._exchange_code(pending, code))
+        except RefreshError as exc:
+            if exc.error == "invalid_grant":
+                refused.add(digest)
+                _log.warning("ignored a redirect to the login server: the token endpoint did "
+                             "not accept its authorization code (invalid_grant); still "
+                             "waiting for the sign-in")
+                redirect.respond(_CODE_REFUSED)
+                return None
+            self._pending = None
+            redirect.respond(_EXCHANGE_FAILED)
+            raise FlowError(f"exchanging the authorization code failed: {exc}",
+                            error=exc.error) from exc
         except GCAuthError as exc:
-            redirect.respond(Page(502, "Sign-in failed",
-                                  "The sign-in could not be completed: the authorization code "
-                                  "was not accepted. See the terminal for details."))
+            self._pending = None
+            redirect.respond(_EXCHANGE_FAILED)
             raise FlowError(f"exchanging the authorization code failed: {exc}",
                             error=getattr(exc, "error", None)) from exc
+        self._pending = None
         redirect.respond(Page(200, "Signed in", success_message, ok=True))
         return credentials
 
@@ -555,55 +574,41 @@ class InstalledAppFlow(_UserFlow):
         return pasted
 
 
-def _parse_response(response: str) -> dict[str, str]:
-    """The parameters of a redirect: a full URL, ``?query`` or a bare query string.
-
-    RFC 6749 §3.1: a parameter sent more than once makes the response invalid.
-    """
-    text = response.strip()
-    if text.lower().startswith(("http://", "https://")):
-        try:
-            parts = urlsplit(text)
-        except ValueError:
-            raise FlowError("the redirect address is malformed. Fix: copy the whole address "
-                            "of the page you were sent to.", error="invalid_request") from None
-        query = parts.query or parts.fragment
-    else:
-        query = text.lstrip("?")
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query),
-                          max_num_fields=50)
-    except ValueError:
-        raise FlowError("the redirect address is malformed. Fix: copy the whole address of the "
-                        "page you were sent to.", error="invalid_request") from None
-    params: dict[str, str] = {}
-    for key, value in pairs:
-        if key in params:
-            raise FlowError(f"the redirect repeats the parameter {key!r} (RFC 6749 §3.1).",
-                            error="invalid_request")
-        params[key] = value
-    return params
+_CODE_REFUSED = Page(
+    400, "Sign-in failed",
+    "This sign-in response was refused: the authorization server did not accept its code, "
+    "so it does not belong to the sign-in in progress. If you are signing in, the terminal "
+    "is still waiting for you; otherwise start the sign-in again from the terminal.")
+_EXCHANGE_FAILED = Page(
+    502, "Sign-in failed",
+    "The sign-in could not be completed: the authorization code was not accepted. See the "
+    "terminal for details.")
 
 
-def _error_response(error: str, description: str | None) -> FlowError:
-    """RFC 6749 §4.1.2.1 error codes, in words."""
-    if error == "access_denied":
-        text = ("access was denied: the sign-in was cancelled or the account refused the "
-                "requested access. Fix: run the login again and choose Allow.")
-    elif error == "invalid_scope":
-        text = "the requested scopes are not allowed for this client. Fix: check --scopes."
-    elif error in ("unauthorized_client", "invalid_client"):
-        text = ("the OAuth client is not allowed to use this flow. Fix: use an OAuth client "
-                "of type 'Desktop app'.")
-    elif error in ("server_error", "temporarily_unavailable"):
-        text = "the authorization server failed. Fix: try again in a minute."
-    else:
-        text = "the authorization server refused the request."
-    safe = "".join(c for c in error if c.isprintable())[:60]
-    detail = ""
-    if description:
-        detail = " (" + "".join(c for c in description if c.isprintable())[:200] + ")"
-    return FlowError(f"sign-in failed with error {safe!r}{detail}: {text}", error=safe)
+def _timed_out(timeout_seconds: float | None, refused: int) -> FlowError:
+    why = ""
+    if refused:
+        why = (f" ({refused} sign-in response{'s' if refused != 1 else ''} with this "
+               "login's state came back, but the authorization server did not accept "
+               f"{'their codes' if refused != 1 else 'its code'})")
+    return FlowError(f"no sign-in arrived within {timeout_seconds:g} s{why}. Fix: run the "
+                     "login again and finish it in the browser sooner.", error="timeout")
+
+
+def check_timeout(value: float | None, name: str = "timeout") -> float | None:
+    """``value`` if it is ``None`` (wait for ever) or a finite, positive number of seconds;
+    ``nan``, ``inf``, zero, negative numbers and non-numbers raise :class:`ValueError`
+    (``nan`` would otherwise make a wait loop spin for ever)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds or None, not "
+                         f"{type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"{name} must be a positive, finite number of seconds (or None to "
+                         f"wait for ever), not {value!r}")
+    return number
 
 
 def _say(stream: TextIO, text: str) -> None:

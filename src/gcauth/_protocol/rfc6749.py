@@ -246,3 +246,172 @@ def token_exchange(
 
 def scopes_param(scopes: Sequence[str] | None) -> str | None:
     return " ".join(scopes) if scopes else None
+
+
+# -- authorization endpoint (RFC 6749 §3.1, §4.1.1, §4.1.2) ----------------------------------
+# The front-channel half of the authorization-code grant, as pure functions: build the URL the
+# user's browser is sent to, read the redirect that comes back, and say what its error means.
+# The installed-app flow (gcauth.flow) orchestrates them; nothing here opens a socket. Kept in
+# its own section, apart from the token-endpoint code above.
+from urllib.parse import parse_qsl, urlsplit, urlunsplit  # noqa: E402
+
+from ..exceptions import FlowError  # noqa: E402
+
+__all__ += [
+    "RESERVED_AUTHORIZATION_PARAMS",
+    "authorization_code_from",
+    "authorization_code_params",
+    "authorization_error",
+    "authorization_params",
+    "authorization_url",
+    "new_state",
+    "parse_redirect",
+]
+
+#: Parameters of the authorization request (§4.1.1, RFC 7636 §4.3) a client sets itself and
+#: never takes from its caller: they carry the flow's security.
+RESERVED_AUTHORIZATION_PARAMS = frozenset({
+    "client_id", "redirect_uri", "response_type", "scope", "state", "code_challenge",
+    "code_challenge_method"})
+#: Most parameters a redirect may carry before it is refused (a bound on parsing work).
+MAX_REDIRECT_PARAMS = 50
+_COPY_ADDRESS = "Fix: copy the whole address of the page you were sent to."
+
+
+def new_state() -> str:
+    """A fresh ``state``: 256 bits from the CSPRNG, URL-safe (§10.10: "the probability of an
+    attacker guessing generated tokens ... MUST be less than or equal to 2^(-128)"; §10.12:
+    the value binds the redirect to this user agent's request)."""
+    import secrets
+
+    return secrets.token_urlsafe(32)
+
+
+def authorization_params(*, client_id: str, redirect_uri: str, scopes: Sequence[str],
+                         state: str) -> dict[str, str]:
+    """The query parameters of an authorization request (§4.1.1): ``response_type=code``,
+    ``client_id``, ``redirect_uri``, ``scope`` (space-delimited, §3.3) and ``state``."""
+    return {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "scope": " ".join(scopes),
+        "state": state,
+    }
+
+
+def authorization_url(auth_uri: str, params: Mapping[str, str]) -> str:
+    """``auth_uri`` with ``params`` added, form-encoded (§4.1.1, Appendix B).
+
+    §3.1: the endpoint URI "MAY include an application/x-www-form-urlencoded formatted ...
+    query component, which MUST be retained when adding additional query parameters" and
+    "MUST NOT include a fragment component" (a fragment is dropped).
+    """
+    parts = urlsplit(auth_uri)
+    query = f"{parts.query}&{urlencode(params)}" if parts.query else urlencode(params)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def parse_redirect(response: str) -> dict[str, str]:
+    """The parameters of an authorization response (§4.1.2): a full redirect URL, ``?query``
+    or a bare query string (a URL without a query is read from its fragment).
+
+    §3.1: "Request and response parameters MUST NOT be included more than once", so a
+    repeated parameter makes the response invalid. Anything that cannot be parsed is a
+    :class:`FlowError` with ``error="invalid_request"``.
+    """
+    text = response.strip()
+    if text.lower().startswith(("http://", "https://")):
+        try:
+            parts = urlsplit(text)
+        except ValueError:
+            raise FlowError(f"the redirect address is malformed. {_COPY_ADDRESS}",
+                            error="invalid_request") from None
+        query = parts.query or parts.fragment
+    else:
+        query = text.lstrip("?")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query),
+                          max_num_fields=MAX_REDIRECT_PARAMS)
+    except ValueError:
+        raise FlowError(f"the redirect address is malformed. {_COPY_ADDRESS}",
+                        error="invalid_request") from None
+    params: dict[str, str] = {}
+    for key, value in pairs:
+        if key in params:
+            raise FlowError(f"the redirect repeats the parameter {key!r} (RFC 6749 §3.1).",
+                            error="invalid_request")
+        params[key] = value
+    return params
+
+
+def _printable(text: str, limit: int) -> str:
+    return "".join(c for c in text if c.isprintable())[:limit]
+
+
+def authorization_error(error: str, description: str | None) -> FlowError:
+    """An error response (§4.1.2.1) as a :class:`FlowError` whose ``error`` is the code and
+    whose message says what it means and how to fix it. The server's text is shown with
+    non-printable characters removed and its length bounded."""
+    if error == "access_denied":
+        text = ("access was denied: the sign-in was cancelled or the account refused the "
+                "requested access. Fix: run the login again and choose Allow.")
+    elif error == "invalid_scope":
+        text = "the requested scopes are not allowed for this client. Fix: check --scopes."
+    elif error in ("unauthorized_client", "invalid_client"):
+        text = ("the OAuth client is not allowed to use this flow. Fix: use an OAuth client "
+                "of type 'Desktop app'.")
+    elif error in ("server_error", "temporarily_unavailable"):
+        text = "the authorization server failed. Fix: try again in a minute."
+    else:
+        text = "the authorization server refused the request."
+    safe = _printable(error, 60)
+    detail = f" ({_printable(description, 200)})" if description else ""
+    return FlowError(f"sign-in failed with error {safe!r}{detail}: {text}", error=safe)
+
+
+def authorization_code_from(params: Mapping[str, str], expected_state: str) -> str:
+    """The ``code`` of an authorization response, after the checks a client must make.
+
+    In this order: ``state`` must equal ``expected_state`` (§4.1.2, §10.12; compared in
+    constant time), else ``error="state_mismatch"``; an ``error`` parameter (§4.1.2.1) raises
+    :func:`authorization_error`; a response without a ``code`` is ``error="invalid_request"``.
+    The state is checked first so that a forged error response is refused like a forged code.
+    """
+    import hmac
+
+    state = params.get("state")
+    if state is None or not hmac.compare_digest(state.encode(), expected_state.encode()):
+        raise FlowError(
+            "the redirect's state does not match this login (a stale or forged link). "
+            "Fix: use the address from the sign-in you just started, or start again.",
+            error="state_mismatch")
+    error = params.get("error")
+    if error is not None:
+        raise authorization_error(error, params.get("error_description"))
+    code = params.get("code")
+    if not code:
+        raise FlowError(f"the redirect carries no authorization code. {_COPY_ADDRESS}",
+                        error="invalid_request")
+    return code
+
+
+def authorization_code_params(
+    code: str,
+    *,
+    redirect_uri: str,
+    client_id: str,
+    client_secret: str | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The token request of the authorization-code grant (§4.1.3): ``grant_type``,
+    ``code``, the ``redirect_uri`` of the authorization request, ``client_id``, then ``extra``
+    (the PKCE ``code_verifier``, RFC 7636 §4.5) and the client secret when the client has one
+    (§2.3.1 allows it in the body)."""
+    params = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
+              "client_id": client_id}
+    if extra:
+        params.update(extra)
+    if client_secret:
+        params["client_secret"] = client_secret
+    return params

@@ -54,7 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except GCAuthError as exc:
-        first, _, rest = str(exc).partition("\n")
+        from ._common import terminal_safe
+
+        # messages quote servers and files (error_description, account...)
+        first, _, rest = terminal_safe(str(exc), multiline=True).partition("\n")
         print(f"gcauth: error: {first}", file=sys.stderr)
         if rest:
             print(rest, file=sys.stderr)

@@ -10,28 +10,28 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..exceptions import DefaultCredentialsError, FlowError
+from ..exceptions import DefaultCredentialsError, FlowError, GCAuthError
+from ._common import (
+    CLOUD_PLATFORM,
+    EXIT_CODES,
+    SafeText,
+    formatter,
+    parse_scopes,
+    seconds,
+    terminal_safe,
+)
 
-CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 #: What gcloud's ``application-default login`` asks for, minus its Cloud SQL extra.
 DEFAULT_SCOPES = ("openid", "https://www.googleapis.com/auth/userinfo.email", CLOUD_PLATFORM)
 CLIENT_ENV = "GCAUTH_CLIENT_ID_FILE"
 LOGIN_TIMEOUT = 300.0
-
-EXIT_CODES = """\
-exit codes:
-  0    success
-  1    a gcauth error (denied, timed out, no credentials, server refused...):
-       one line on stderr, plus a hint
-  2    bad command-line usage
-  130  interrupted (Ctrl-C)"""
 
 
 def register(commands: Any) -> None:
@@ -53,15 +53,11 @@ def register(commands: Any) -> None:
     _register_set_quota_project(adc_commands)
 
 
-def _formatter(prog: str) -> argparse.HelpFormatter:
-    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
-
-
 # -- login --------------------------------------------------------------------------------
 def _register_login(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "login", help="sign in with your user account and write the ADC file",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Sign in with your own account and save the result where Application "
                     "Default Credentials look for it:\n  $CLOUDSDK_CONFIG/"
                     "application_default_credentials.json (default ~/.config/gcloud/...)\n\n"
@@ -94,19 +90,9 @@ def _register_login(commands: Any) -> None:
         "--quota-project", metavar="PROJECT", default=None,
         help="project to bill for API quota, saved as quota_project_id")
     parser.add_argument(
-        "--timeout", metavar="SECONDS", type=float, default=LOGIN_TIMEOUT,
+        "--timeout", metavar="SECONDS", type=seconds, default=LOGIN_TIMEOUT,
         help=f"give up waiting for the browser after this long (default {LOGIN_TIMEOUT:g})")
     parser.set_defaults(handler=run_login, mode="browser")
-
-
-def _scopes(value: str | None, default: Sequence[str]) -> list[str]:
-    if value is None:
-        return list(default)
-    scopes = [scope for scope in value.replace(" ", ",").split(",") if scope]
-    if not scopes:
-        raise FlowError("--scopes is empty. Fix: give at least one scope, e.g. "
-                        f"--scopes={CLOUD_PLATFORM}")
-    return scopes
 
 
 def check_project(value: str, option: str) -> str:
@@ -127,11 +113,12 @@ def _can_launch_browser() -> bool:
 
 def run_login(args: argparse.Namespace, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
-    from .. import _default, _files
+    from .. import _default
     from ..flow import DeviceFlow, InstalledAppFlow
 
     out = out or sys.stdout
     err = err or sys.stderr
+    shown = SafeText(out).stream()  # what the flows print comes partly from the server
     client_file = args.client_id_file or os.environ.get(CLIENT_ENV)
     if not client_file:
         raise FlowError(
@@ -139,17 +126,19 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
             "Fix: pass --client-id-file=client_secrets.json (an OAuth client of type 'Desktop "
             f"app'), or set {CLIENT_ENV}. To try it locally: `gcauth emulator --state-dir DIR` "
             "writes DIR/client_secrets.json.")
-    scopes = _scopes(args.scopes, DEFAULT_SCOPES)
+    scopes = parse_scopes(args.scopes, DEFAULT_SCOPES)
     quota = check_project(args.quota_project, "--quota-project") if args.quota_project else None
     mode = args.mode
+    flow: DeviceFlow | InstalledAppFlow
     if mode == "device":
-        credentials = DeviceFlow.from_client_secrets_file(client_file, scopes).run(out=out)
+        flow = DeviceFlow.from_client_secrets_file(client_file, scopes)
+        credentials = flow.run(out=shown)
     else:
         flow = InstalledAppFlow.from_client_secrets_file(client_file, scopes)
         if mode == "console":
             credentials = flow.run_console(
                 authorization_prompt_message="Open this URL in a browser on any machine and "
-                                             "sign in:\n{url}\n", out=out)
+                                             "sign in:\n{url}\n", out=shown)
         else:
             launch = mode == "browser" and _can_launch_browser()
             if mode == "browser" and not launch:
@@ -163,7 +152,7 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
                 prompt = "Open this URL in a browser on this machine:\n{url}\n"
             credentials = flow.run_local_server(
                 open_browser=launch, timeout_seconds=args.timeout,
-                authorization_prompt_message=prompt, out=out)
+                authorization_prompt_message=prompt, out=shown)
     if not credentials.refresh_token:
         raise FlowError("the server issued no refresh token, so nothing can be saved for later "
                         "use. Fix: revoke this app's access in your account settings and log "
@@ -174,8 +163,8 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
     if quota:
         credentials = credentials.with_quota_project(quota)
     path = _default.well_known_file()
-    _files.write_private_json(path, json.loads(credentials.to_json()))
-    who = f" for {credentials.account}" if credentials.account else ""
+    _save_or_revoke(path, credentials, flow.client_config.revoke_uri)
+    who = f" for {terminal_safe(credentials.account)}" if credentials.account else ""
     out.write(f"\nCredentials saved to file: [{path}]{who}\n\n"
               "These credentials will be used by any library that requests Application "
               "Default Credentials (ADC).\n")
@@ -190,12 +179,60 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
     return 0
 
 
+def _save_or_revoke(path: Path, credentials: Any, revoke_uri: str | None) -> None:
+    """Write the new login to ``path``; if that fails, revoke its refresh token rather than
+    leave a live grant nobody holds, and say so in one line."""
+    from .. import _files
+
+    try:
+        _files.write_private_json(path, json.loads(credentials.to_json()))
+        return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        fix = _save_fix(exc, path.parent)
+    try:
+        if not revoke_uri:
+            raise FlowError("the OAuth client has no revocation endpoint")
+        _revoke(revoke_uri, credentials.refresh_token)
+        outcome = "so the new login was revoked at the server instead of being left valid"
+    except GCAuthError as exc:
+        outcome = ("and revoking the new login at the server failed too ("
+                   f"{terminal_safe(str(exc))[:200]}), so it stays valid until you remove "
+                   "this app's access in your account settings "
+                   "(https://myaccount.google.com/permissions)")
+    raise FlowError(f"the credentials could not be saved to {path} ({reason}), {outcome}. "
+                    f"Fix: {fix}, or set CLOUDSDK_CONFIG to a writable directory; then log in "
+                    "again.", error="not_saved") from None
+
+
+def _save_fix(exc: OSError, directory: Path) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1)):
+        return f"free some space on the disk holding {directory}"
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        return f"{directory} must be a directory, but part of that path is a file"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"make {directory} writable"
+    return f"make sure {directory} is a writable directory"
+
+
+def _revoke(revoke_uri: str, refresh_token: str) -> bool:
+    """Revoke ``refresh_token`` (RFC 7009); ``False`` if the server already did not know it."""
+    from .._http import run_sync
+    from .._protocol.rfc7009 import revoke_flow
+    from ..transport import resolve_request
+
+    revoked: bool = run_sync(revoke_flow(revoke_uri, refresh_token,
+                                         token_type_hint="refresh_token"),
+                             resolve_request(None).send)
+    return revoked
+
+
 # -- print-access-token -------------------------------------------------------------------
 def _register_print_access_token(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "print-access-token", help="print an access token from ADC (the only command that "
                                    "prints a secret)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Find Application Default Credentials, get an access token and print it "
                     "on stdout,\nfor `curl -H \"Authorization: Bearer $(gcauth auth "
                     "application-default print-access-token)\"`.\nTreat the output as a "
@@ -212,7 +249,7 @@ def run_print_access_token(args: argparse.Namespace, out: TextIO | None = None) 
     from .._default import default
 
     out = out or sys.stdout
-    scopes = _scopes(args.scopes, ()) if args.scopes is not None else None
+    scopes = parse_scopes(args.scopes, ()) if args.scopes is not None else None
     credentials, _ = default(scopes=scopes, default_scopes=[CLOUD_PLATFORM])
     token = credentials.get_token()
     out.write(token.access_token + "\n")
@@ -224,7 +261,7 @@ def run_print_access_token(args: argparse.Namespace, out: TextIO | None = None) 
 def _register_revoke(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "revoke", help="revoke the ADC user credentials at the server and delete the file",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Revoke the refresh token in the ADC file (RFC 7009) so it can never be "
                     "used again,\nthen delete the file. Service-account files are not "
                     "touched.",
@@ -233,7 +270,10 @@ def _register_revoke(commands: Any) -> None:
 
 
 def _load_user_file(path: Path, action: str) -> dict[str, Any]:
+    """The ADC user file, read without following a link out of the gcloud directory (as
+    discovery reads it)."""
     from .. import _files
+    from .._default import gcloud_config_dir
     from .._info import LOGIN_COMMAND
 
     if not path.exists():
@@ -241,7 +281,8 @@ def _load_user_file(path: Path, action: str) -> dict[str, Any]:
             f"there is no ADC file at {path}, so there is nothing to {action}. Fix: run "
             f"`{LOGIN_COMMAND}` first (CLOUDSDK_CONFIG moves the file).")
     info = _files.read_json_file(path, what="ADC file",
-                                 fix=f"run `{LOGIN_COMMAND}` to write it again")
+                                 fix=f"run `{LOGIN_COMMAND}` to write it again",
+                                 inside=gcloud_config_dir())
     kind = info.get("type")
     if kind != "authorized_user":
         raise DefaultCredentialsError(
@@ -252,30 +293,36 @@ def _load_user_file(path: Path, action: str) -> dict[str, Any]:
 
 
 def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from .. import _files
     from .._default import well_known_file
     from .._endpoints import check_endpoint
-    from .._http import run_sync
-    from .._protocol.rfc7009 import revoke_flow
     from ..authorized_user import Credentials
-    from ..flow import _sibling
-    from ..transport import resolve_request
+    from ..flow import REVOKE_PATH, ClientConfig
 
     out = out or sys.stdout
     path = well_known_file()
     info = _load_user_file(path, "revoke")
     credentials = Credentials.from_authorized_user_info(info, source=str(path))
-    assert credentials.refresh_token is not None
-    revoke_uri = check_endpoint(_sibling(credentials.token_uri, "/revoke"), field="revoke_uri",
-                                source=str(path))
-    revoked = run_sync(revoke_flow(revoke_uri, credentials.refresh_token,
-                                   token_type_hint="refresh_token"),
-                       resolve_request(None).send)
-    path.unlink()
-    if revoked:
-        out.write(f"Credentials revoked, and {path} deleted.\n")
+    token = credentials.refresh_token
+    assert token is not None
+    revoke_uri = check_endpoint(
+        ClientConfig.derived_endpoint(credentials.token_uri, REVOKE_PATH), field="revoke_uri",
+        source=str(path))
+    revoked = _revoke(revoke_uri, token)
+    # A login may have replaced the file meanwhile: delete it only if it still holds the
+    # token just revoked.
+    deleted = _files.remove_file_if(path, lambda now: now.get("refresh_token") == token,
+                                    what="ADC file")
+    _files.remove_stale_temps(path)  # what killed writes left, which may hold a token too
+    first = ("Credentials revoked" if revoked
+             else "The server already considered these credentials invalid")
+    if deleted:
+        out.write(f"{first}, and {path} deleted.\n" if revoked
+                  else f"{first}; {path} deleted.\n")
+    elif path.exists():
+        out.write(f"{first}. {path} now holds a newer login, so it was left in place.\n")
     else:
-        out.write(f"The server already considered these credentials invalid; {path} "
-                  "deleted.\n")
+        out.write(f"{first}. {path} was already gone.\n")
     return 0
 
 
@@ -283,7 +330,7 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _register_set_quota_project(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "set-quota-project", help="set the quota project in the ADC user file",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Record PROJECT as quota_project_id in the ADC user file; client "
                     "libraries then send\nit as X-Goog-User-Project so API quota and billing "
                     "go to it (AIP-4113).",

@@ -31,11 +31,11 @@ _WHY = {
 
 
 def register(commands: Any) -> None:
-    from ._auth import EXIT_CODES, _formatter
+    from ._common import EXIT_CODES, formatter
 
     parser: argparse.ArgumentParser = commands.add_parser(
         "explain", help="show which ADC source wins and why (never prints secrets)",
-        formatter_class=_formatter,
+        formatter_class=formatter,
         description="Run Application Default Credentials discovery and explain the result: "
                     "the source used and\nwhy, the account, project, quota project, scopes "
                     "and token expiry, and every source\nskipped. Secrets are never printed.",
@@ -60,8 +60,8 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
     """Everything ``explain`` shows, as JSON-ready data with no secret in it."""
     from .._default import find_default
     from ..credentials import Scoped
-    from ..flow import _account_from_id_token
-    from ._auth import CLOUD_PLATFORM
+    from ..flow import account_from_id_token
+    from ._common import CLOUD_PLATFORM
 
     env = os.environ if environ is None else environ
     res = find_default(scopes, default_scopes=[CLOUD_PLATFORM], environ=env)
@@ -113,7 +113,7 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
         if token.scopes:
             report["scopes"] = list(token.scopes)
         if not report["account"]:
-            report["account"] = _account_from_id_token(token.id_token)
+            report["account"] = account_from_id_token(token.id_token)
     return report
 
 
@@ -161,10 +161,10 @@ def render(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from ._auth import _scopes
+    from ._common import parse_scopes, terminal_safe
 
     out = out or sys.stdout
-    scopes = _scopes(args.scopes, ()) if args.scopes is not None else None
+    scopes = parse_scopes(args.scopes, ()) if args.scopes is not None else None
     try:
         report = build_report(scopes, not args.no_token)
     except GCAuthError as exc:
@@ -173,13 +173,13 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         report = {"ok": False, "error": str(exc)}
     if args.json:
         out.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    else:
-        out.write(render(report) + "\n")
+    else:  # the report quotes files and servers (account, error_description...)
+        out.write(terminal_safe(render(report), multiline=True) + "\n")
     if not report["ok"]:
         if not args.json:
             token = report.get("token") or {}
             reason = token.get("error") if isinstance(token, dict) else None
-            print(f"gcauth: error: {reason or 'no Application Default Credentials found'}",
-                  file=sys.stderr)
+            reason = terminal_safe(reason or "no Application Default Credentials found")
+            print(f"gcauth: error: {reason}", file=sys.stderr)
         return 1
     return 0
