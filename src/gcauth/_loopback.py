@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ._endpoints import is_loopback_host
+from ._http import checked_timeout
 from .exceptions import FlowError
 
 __all__ = ["Page", "Redirect", "RedirectServer", "check_bind_addr", "check_redirect_host"]
@@ -220,10 +221,7 @@ class RedirectServer:
         path: str = "/",
         connection_timeout: float = CONNECTION_TIMEOUT,
     ):
-        if (isinstance(connection_timeout, bool) or not isinstance(connection_timeout, (int, float))
-                or not math.isfinite(connection_timeout) or connection_timeout <= 0):
-            raise ValueError("connection_timeout must be a positive, finite number of seconds, "
-                             f"not {connection_timeout!r}")
+        connection_timeout = checked_timeout(connection_timeout, "connection_timeout")
         address, family = check_bind_addr(bind_addr)
         self._host = check_redirect_host(host)
         if not path.startswith("/"):

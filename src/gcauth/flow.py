@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import secrets
 import sys
@@ -58,7 +57,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from . import _files
 from ._endpoints import check_endpoint
-from ._http import Flow, run_sync
+from ._http import Flow, checked_timeout, run_sync
 from ._loopback import Page, RedirectServer
 from ._protocol import rfc6749, rfc8628
 from ._protocol.jwt import JWTError
@@ -597,18 +596,10 @@ def _timed_out(timeout_seconds: float | None, refused: int) -> FlowError:
 
 def check_timeout(value: float | None, name: str = "timeout") -> float | None:
     """``value`` if it is ``None`` (wait for ever) or a finite, positive number of seconds;
-    ``nan``, ``inf``, zero, negative numbers and non-numbers raise :class:`ValueError`
-    (``nan`` would otherwise make a wait loop spin for ever)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number of seconds or None, not "
-                         f"{type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ValueError(f"{name} must be a positive, finite number of seconds (or None to "
-                         f"wait for ever), not {value!r}")
-    return number
+    ``nan``, ``inf``, zero, negative numbers and non-numbers raise
+    :class:`~gcauth.exceptions.UsageError`, a ``ValueError`` (``nan`` would otherwise make a
+    wait loop spin for ever)."""
+    return None if value is None else checked_timeout(value, name)
 
 
 def _say(stream: TextIO, text: str) -> None:
