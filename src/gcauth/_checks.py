@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["is_b64token", "is_header_id", "is_token_type"]
+__all__ = ["is_b64token", "is_header_id", "is_token_type", "terminal_safe"]
 
 #: RFC 6750 §2.1: ``b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="``.
 #: Google's access tokens, self-signed JWTs and ID tokens all have this form. Bounded at
@@ -39,3 +39,31 @@ def is_header_id(value: object) -> bool:
 def is_token_type(value: object) -> bool:
     """Whether ``value`` is a syntactically valid auth scheme (``Bearer``)."""
     return isinstance(value, str) and _TOKEN68_SCHEME.fullmatch(value) is not None
+
+
+#: Characters that reorder text on display (Unicode bidirectional controls).
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                  "\u2066\u2067\u2068\u2069")
+
+
+def terminal_safe(text: str, *, multiline: bool = False) -> str:
+    """``text`` with terminal control characters removed, for printing what a server or a
+    file said (an ``error_description``, an ``account``...).
+
+    C0 and C1 control characters (``ESC`` starts terminal escape sequences; ``CR`` and
+    backspace overwrite what is shown), ``DEL`` and bidirectional overrides are dropped.
+    Tabs become spaces. Line breaks are kept with ``multiline``, else they become spaces, so
+    a one-line value cannot print a second, forged line.
+    """
+    out = []
+    for char in text:
+        code = ord(char)
+        if char == "\n" and multiline:
+            out.append(char)
+        elif char in "\t\n\r\v\f\x85\u2028\u2029":
+            out.append(" " if char != "\r" else "")
+        elif code < 0x20 or 0x7f <= code <= 0x9f or char in _BIDI:
+            continue
+        else:
+            out.append(char)
+    return "".join(out)

@@ -461,3 +461,17 @@ def test_a_client_object_where_a_request_belongs_says_what_to_pass() -> None:
             creds.get_token(client)
         assert instead in str(err.value)
         assert isinstance(err.value, TypeError)
+
+
+def test_server_error_text_reaches_messages_as_one_clean_line(
+        serve: Callable[[Behaviour], HostileServer]) -> None:
+    hostile = {"error": "invalid_grant\r\nX", "error_description": "\x1b[2J\rforged\nline\u202e"}
+    payload = reply_bytes(json.dumps(hostile).encode(), status=400,
+                          headers={"Content-Type": "application/json"})
+    server = serve(lambda conn: conn.sendall(payload))
+    with pytest.raises(RefreshError) as err:
+        TRANSPORTS["urllib3"](one_shot(server.url))
+    message = str(err.value)
+    assert "forged line" in message
+    for bad in ("\x1b", "\r", "\n", "\u202e"):
+        assert bad not in message

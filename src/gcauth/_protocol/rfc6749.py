@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from .._checks import is_b64token, is_token_type
+from .._checks import is_b64token, is_token_type, terminal_safe
 from .._http import DEFAULT_TIMEOUT, Flow, HttpRequest, HttpResponse
 from .._json import loads as json_loads
 from .._retry import RetryPolicy, with_retries
@@ -149,11 +149,12 @@ def parse_error(response: HttpResponse, endpoint: str, *, what: str = "token") -
         hint = "the server reported a temporary failure; retries were exhausted"
     else:
         hint = "see the error description"
+    # what the server said goes into the message cleaned: one line, no control characters
     text = f"{what} request to {endpoint} failed: HTTP {status}"
     if error:
-        text += f", error {error!r}"
+        text += f", error {terminal_safe(error[:100])!r}"
     if description:
-        text += f" ({description[:300]})"
+        text += f" ({terminal_safe(description[:300])})"
     text += f". Fix: {hint}."
     return RefreshError(
         text, error=error, error_description=description, error_uri=uri, status=status,

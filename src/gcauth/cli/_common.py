@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import TextIO, cast
 
+from .._checks import terminal_safe
 from ..exceptions import FlowError
 
 __all__ = [
@@ -59,34 +60,6 @@ def seconds(value: str) -> float:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not a positive, finite number of seconds")
     return number
-
-
-#: Characters that reorder text on display (Unicode bidirectional controls).
-_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-                  "\u2066\u2067\u2068\u2069")
-
-
-def terminal_safe(text: str, *, multiline: bool = False) -> str:
-    """``text`` with terminal control characters removed, for printing what a server or a
-    file said (an ``error_description``, an ``account``...).
-
-    C0 and C1 control characters (``ESC`` starts terminal escape sequences; ``CR`` and
-    backspace overwrite what is shown), ``DEL`` and bidirectional overrides are dropped.
-    Tabs become spaces. Line breaks are kept with ``multiline``, else they become spaces, so
-    a one-line value cannot print a second, forged line.
-    """
-    out = []
-    for char in text:
-        code = ord(char)
-        if char == "\n" and multiline:
-            out.append(char)
-        elif char in "\t\n\r\v\f\x85\u2028\u2029":
-            out.append(" " if char != "\r" else "")
-        elif code < 0x20 or 0x7f <= code <= 0x9f or char in _BIDI:
-            continue
-        else:
-            out.append(char)
-    return "".join(out)
 
 
 class SafeText:
