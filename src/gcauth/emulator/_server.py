@@ -270,8 +270,12 @@ class _Handler(BaseHTTPRequestHandler):
         self._write(outcome)
 
     # ------------------------------------------------------------------ body
-    def _read_body(self, limit: int) -> bytes:
-        """The request body; :class:`_BodyError` for bad framing or a body over ``limit``."""
+    def _framing(self, limit: int) -> int | None:
+        """Check the body framing headers: the ``Content-Length`` (None: chunked).
+
+        :class:`_BodyError` for both or conflicting headers, a malformed length, a
+        transfer coding other than ``chunked``, or a declared length over ``limit``.
+        """
         codings = [c.strip().lower() for v in self.headers.get_all("Transfer-Encoding") or []
                    for c in v.split(",") if c.strip()]
         lengths = {v.strip() for h in self.headers.get_all("Content-Length") or []
@@ -282,9 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
                                       "Content-Length.")
             if codings != ["chunked"]:
                 raise _BodyError(501, "Only the chunked transfer coding is supported.")
-            return self._read_chunked(limit)
+            return None
         if not lengths:
-            return b""
+            return 0
         if len(lengths) != 1:
             raise _BodyError(400, "Conflicting Content-Length values.")
         text = lengths.pop()
@@ -293,6 +297,23 @@ class _Handler(BaseHTTPRequestHandler):
         n = int(text)
         if n > limit:
             raise _BodyError(413, f"Request body too large (limit {limit} bytes).")
+        return n
+
+    def handle_expect_100(self) -> bool:
+        """``Expect: 100-continue``: invite the body only if its framing is acceptable."""
+        self._logged_path = _log_path(self.path)
+        try:
+            self._framing(int(self.server.config.max_body))
+        except _BodyError as exc:
+            self._fail(exc.status, exc.message)
+            return False
+        return super().handle_expect_100()
+
+    def _read_body(self, limit: int) -> bytes:
+        """The request body; :class:`_BodyError` for bad framing or a body over ``limit``."""
+        n = self._framing(limit)
+        if n is None:
+            return self._read_chunked(limit)
         data = self.rfile.read(n) if n else b""
         if len(data) < n:
             raise _BodyError(400, "The request body ended before Content-Length bytes.")
