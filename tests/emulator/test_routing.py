@@ -36,8 +36,8 @@ def request(method: str, path: str, body: bytes = b"", **headers: str) -> Reques
     for name, value in headers.items():
         msg[name.replace("_", "-")] = value
     target, _, query = path.partition("?")
-    pairs = [tuple(p.split("=", 1)) for p in query.split("&") if p]
-    return Request(method, target, [(k, v) for k, v in pairs], msg, body)  # type: ignore[misc]
+    pairs = [(k, v) for k, _, v in (p.partition("=") for p in query.split("&") if p)]
+    return Request(method, target, pairs, msg, body)
 
 
 def app_for(routes: list[Route], *, control: bool = False) -> App:
