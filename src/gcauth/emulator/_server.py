@@ -36,10 +36,8 @@ from ._config import Config
 from ._routing import App, Drop, phrase
 from ._wire import Reply, Request, api_error
 
-__all__ = ["MAX_BODY", "Server"]
+__all__ = ["Server"]
 
-#: Default body limit (``Config.max_body``).
-MAX_BODY = 1 << 20
 _MAX_LINE = 65536  # request line, header line (as http.server), chunk-size line
 _MAX_TRAILERS = 16384
 _CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
@@ -112,7 +110,11 @@ class Server(ThreadingHTTPServer):
         )
         with self._conn_lock:
             self._conns[request] = thread
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no more threads: drop this connection, keep serving
+            self._slots.release()
+            self.shutdown_request(request)
 
     def _serve(self, request: Any, client_address: Any) -> None:
         try:
