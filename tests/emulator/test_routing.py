@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from gcauth.emulator import Config, Emulator
+from gcauth.emulator import Emulator
+from gcauth.emulator._config import Config
 from gcauth.emulator._errors import GoogleError, OAuthError, TextError, page_error
 from gcauth.emulator._faults import FaultInjector
 from gcauth.emulator._routing import GOOGLE, OAUTH, PAGES, Api, App, Call, Route, Router

@@ -15,7 +15,6 @@ how the code is laid out (``_table.py`` lists every route).
 
 from __future__ import annotations
 
-from ._config import Config
 from ._emulator import Emulator
 from ._faults import Fault, FaultInjector
 from ._main import serve_forever
@@ -23,7 +22,6 @@ from ._state import AccessToken, RefreshToken
 
 __all__ = [
     "AccessToken",
-    "Config",
     "Emulator",
     "Fault",
     "FaultInjector",
