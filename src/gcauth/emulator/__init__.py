@@ -9,14 +9,15 @@ Everything binds to a loopback address; nothing ever contacts the network::
         key = emu.create_service_account()
         ...
 
-See ``docs/emulator.md`` for every endpoint and the fault-injection surface.
+See ``docs/emulator.md`` for every endpoint and the fault-injection surface, and for
+how the code is laid out (``_table.py`` lists every route).
 """
 
 from __future__ import annotations
 
+from ._emulator import Emulator
 from ._faults import Fault, FaultInjector
 from ._main import serve_forever
-from ._server import Emulator
 from ._state import AccessToken, RefreshToken
 
 __all__ = [

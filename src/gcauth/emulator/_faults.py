@@ -21,12 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["GROUPS", "KINDS", "Fault", "FaultInjector"]
-
-#: Endpoint groups that faults can target.
-GROUPS: frozenset[str] = frozenset(
-    {"token", "metadata", "api", "revoke", "tokeninfo", "device_code"}
-)
+__all__ = ["KINDS", "Fault", "FaultInjector"]
 
 #: Fault kinds.  The first five replace the reply; ``stall``, ``expired`` and
 #: ``skew`` modify how an otherwise normal request is handled.
@@ -65,9 +60,7 @@ class Fault:
         return asdict(self)
 
 
-def _check(group: str, kind: str) -> None:
-    if group not in GROUPS:
-        raise ValueError(f"unknown fault group {group!r}; expected one of {sorted(GROUPS)}")
+def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(KINDS)}")
 
@@ -81,11 +74,20 @@ class _Rate:
 
 
 class FaultInjector:
-    """Thread-safe per-group queues of faults plus optional random fault rates."""
+    """Thread-safe per-group queues of faults plus optional random fault rates.
 
-    def __init__(self) -> None:
+    ``groups`` are the fault groups of the route table (each route names its group); by
+    default those of the emulator's own table.
+    """
+
+    def __init__(self, groups: Iterable[str] | None = None) -> None:
+        if groups is None:
+            from ._table import ROUTER
+
+            groups = ROUTER.fault_groups
+        self.groups: frozenset[str] = frozenset(groups)
         self._lock = threading.Lock()
-        self._queues: dict[str, list[list[Any]]] = {g: [] for g in GROUPS}
+        self._queues: dict[str, list[list[Any]]] = {g: [] for g in self.groups}
         self._rates: dict[str, _Rate] = {}
         self._injected: Counter[str] = Counter()
         self._injected_by_group: Counter[str] = Counter()
@@ -105,7 +107,7 @@ class FaultInjector:
         ``status``/``retry_after`` apply to ``kind="status"``; ``seconds`` is the
         delay for ``stall`` and the clock offset (may be negative) for ``skew``.
         """
-        _check(group, kind)
+        self._check(group, kind)
         if count < 1:
             raise ValueError("count must be >= 1")
         if kind == "status" and not 400 <= status <= 599:
@@ -136,7 +138,7 @@ class FaultInjector:
         if not 0.0 <= rate <= 1.0:
             raise ValueError("rate must be within [0, 1]")
         for kind in kinds:
-            _check(group, kind)
+            self._check(group, kind)
         if not kinds:
             raise ValueError("kinds must not be empty")
         with self._lock:
@@ -151,10 +153,16 @@ class FaultInjector:
                                seconds=seconds),
             )
 
+    def _check(self, group: str, kind: str) -> None:
+        if group not in self.groups:
+            raise ValueError(
+                f"unknown fault group {group!r}; expected one of {sorted(self.groups)}")
+        _check_kind(kind)
+
     def clear(self, group: str | None = None) -> None:
         """Drop queued faults and rates (for one group, or all).  Counters are kept."""
         with self._lock:
-            groups = [group] if group is not None else list(GROUPS)
+            groups = [group] if group is not None else list(self.groups)
             for g in groups:
                 self._queues[g] = []
                 self._rates.pop(g, None)

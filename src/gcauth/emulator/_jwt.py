@@ -11,7 +11,9 @@ import base64
 import datetime
 import hashlib
 import json
+import math
 import secrets
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,19 +24,41 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
 __all__ = [
+    "MAX_LIFETIME",
+    "MAX_SKEW",
     "JWTError",
+    "JWTTimeError",
     "SigningKey",
     "b64url_decode",
+    "check_times",
     "b64url_encode",
     "decode_unverified",
     "encode",
     "new_signing_key",
+    "verify_any",
     "verify_signature",
 ]
+
+#: Longest ``exp - iat`` Google accepts for a JWT it did not issue itself.
+MAX_LIFETIME = 3600
+#: How far in the future an ``iat`` may lie (clock skew allowance).
+MAX_SKEW = 300
 
 
 class JWTError(ValueError):
     """Raised when a token is not a well-formed JWT."""
+
+
+class JWTTimeError(JWTError):
+    """A JWT's ``iat``/``exp`` claims fail Google's checks.
+
+    ``claim`` names the claim at fault; ``missing`` is True when it is absent or not a
+    finite number; ``detail`` says what is wrong in Google's words.
+    """
+
+    def __init__(self, claim: str, detail: str, *, missing: bool = False) -> None:
+        super().__init__(detail)
+        self.claim, self.detail, self.missing = claim, detail, missing
 
 
 def b64url_encode(data: bytes) -> str:
@@ -160,6 +184,36 @@ def decode_unverified(token: str) -> ParsedJWT:
         signing_input=f"{parts[0]}.{parts[1]}".encode("ascii"),
         signature=signature,
     )
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def check_times(claims: Mapping[str, Any], now: float) -> None:
+    """Google's checks on a JWT it did not issue (a JWT-bearer assertion, a self-signed
+    service-account JWT): ``iat`` and ``exp`` are finite numbers, ``0 < exp - iat <=
+    3600``, ``iat <= now + 300`` and ``exp > now``.  Raise :class:`JWTTimeError`."""
+    iat, exp = _number(claims.get("iat")), _number(claims.get("exp"))
+    for name, value in (("iat", iat), ("exp", exp)):
+        if value is None:
+            raise JWTTimeError(name, f'the "{name}" claim is missing or not a number.',
+                               missing=True)
+    assert iat is not None and exp is not None
+    if exp <= iat or exp - iat > MAX_LIFETIME:
+        raise JWTTimeError("exp", f'"exp" - "iat" must be at most {MAX_LIFETIME} seconds.')
+    if iat > now + MAX_SKEW:
+        raise JWTTimeError("iat", '"iat" is in the future.')
+    if exp <= now:
+        raise JWTTimeError("exp", '"exp" is in the past.')
+
+
+def verify_any(parsed: ParsedJWT, keys: Iterable[SigningKey]) -> bool:
+    """True when ``parsed`` is RS256-signed by one of ``keys``."""
+    return any(verify_signature(parsed, key.public_key) for key in keys)
 
 
 def verify_signature(parsed: ParsedJWT, public_key: rsa.RSAPublicKey) -> bool:

@@ -13,7 +13,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from .._files import write_private_json
-from ._server import Emulator
+from ._emulator import Emulator
 
 __all__ = ["main", "serve_forever"]
 

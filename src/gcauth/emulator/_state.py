@@ -7,13 +7,18 @@ under :attr:`State.lock`, a single re-entrant lock shared by every endpoint.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import threading
-import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from ._clock import Clock
 from ._jwt import SigningKey, new_signing_key
+
+if TYPE_CHECKING:
+    from ._config import Config
 
 __all__ = [
     "ACCESS_TOKEN_PREFIX",
@@ -25,6 +30,7 @@ __all__ = [
     "RefreshToken",
     "ServiceAccount",
     "State",
+    "random_secret",
 ]
 
 GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
@@ -170,15 +176,19 @@ class PendingConsent:
     accounts: tuple[str, ...] = ()
 
 
-def token(prefix: str = "", nbytes: int = 32) -> str:
-    """An unguessable URL-safe random string."""
+def random_secret(prefix: str = "", nbytes: int = 32) -> str:
+    """An unguessable URL-safe random string (token values, codes, consent ids)."""
     return prefix + secrets.token_urlsafe(nbytes)
 
 
 class State:
-    """All emulator state behind one lock, plus the (skewable) clock."""
+    """All emulator state behind one lock.  Time comes from ``clock``, token lifetimes
+    from ``config``."""
 
-    def __init__(self, *, issuer_name: str = "gcauth-emulator") -> None:
+    def __init__(self, config: Config, clock: Clock | None = None, *,
+                 issuer_name: str = "gcauth-emulator") -> None:
+        self.config = config
+        self.clock = clock if clock is not None else Clock()
         self.lock = threading.RLock()
         self.signing_key = new_signing_key(issuer_name)
         self.service_accounts: dict[str, ServiceAccount] = {}
@@ -192,13 +202,16 @@ class State:
         self.pending: dict[str, PendingConsent] = {}
         self.counts: Counter[str] = Counter()
         self.quota_projects_seen: list[str | None] = []
-        self.token_lifetime: float = 3599.0
-        self.clock_skew: float = 0.0
 
     # -- clock ---------------------------------------------------------------
     def now(self) -> float:
-        """The server clock: wall time shifted by the configured skew."""
-        return time.time() + self.clock_skew
+        """The server clock (:meth:`Clock.now`)."""
+        return self.clock.now()
+
+    @property
+    def token_lifetime(self) -> float:
+        """Lifetime of access and ID tokens issued from now on (``config.token_lifetime``)."""
+        return float(self.config.token_lifetime)
 
     # -- counters ------------------------------------------------------------
     def count(self, key: str) -> None:
@@ -235,7 +248,8 @@ class State:
         self, kind: str, project_id: str, redirect_uris: tuple[str, ...]
     ) -> OAuthClient:
         """Register a new OAuth client."""
-        client_id = f"{numeric_id(token(), 12)}-{secrets.token_hex(16)}.apps.googleusercontent.com"
+        prefix = numeric_id(random_secret(), 12)
+        client_id = f"{prefix}-{secrets.token_hex(16)}.apps.googleusercontent.com"
         client = OAuthClient(
             client_id=client_id,
             client_secret="GOCSPX-" + secrets.token_urlsafe(21),
@@ -249,7 +263,7 @@ class State:
 
     def new_refresh_token(self, client_id: str, account: str, scopes: tuple[str, ...]) -> str:
         """Record a user grant and return its refresh token."""
-        value = token(REFRESH_TOKEN_PREFIX, 48)
+        value = random_secret(REFRESH_TOKEN_PREFIX, 48)
         with self.lock:
             self.refresh_tokens[value] = RefreshToken(
                 token=value, client_id=client_id, account=account, scopes=scopes
@@ -271,7 +285,7 @@ class State:
     ) -> tuple[str, int]:
         """Mint an access token; return it and its ``expires_in``."""
         lifetime = 0.0 if expired else self.token_lifetime
-        value = token(ACCESS_TOKEN_PREFIX, 48)
+        value = random_secret(ACCESS_TOKEN_PREFIX, 48)
         with self.lock:
             self.access_tokens[value] = AccessToken(
                 token=value,
@@ -315,15 +329,23 @@ class State:
         return self.signing_key.sign(claims)
 
     # -- lookups ---------------------------------------------------------------
-    def live_access_token(self, value: str) -> AccessToken | None:
-        """The record for ``value`` if it is live now, else None."""
+    def live_access_token(self, value: str, now: float | None = None) -> AccessToken | None:
+        """The record for ``value`` if it is live at ``now`` (default: the clock), else None."""
         with self.lock:
             rec = self.access_tokens.get(value)
-            if rec is None or not rec.live(self.now()):
+            if rec is None or not rec.live(self.now() if now is None else now):
                 return None
             return rec
 
-    def revoke(self, value: str) -> bool:
+    def find_device(self, user_code: str) -> DeviceGrant | None:
+        """A device grant by user code (case- and hyphen-insensitive), or None."""
+        raw = re.sub(r"[\s-]", "", user_code).upper()
+        if len(raw) != 8:
+            return None
+        with self.lock:
+            return self.devices_by_user_code.get(f"{raw[:4]}-{raw[4:]}")
+
+    def revoke(self, value: str, now: float | None = None) -> bool:
         """Revoke an access or refresh token.  Google revokes the whole grant.
 
         Revoking a refresh token invalidates every access token minted from it;
@@ -338,7 +360,7 @@ class State:
                 self._revoke_grant(value)
                 return True
             at = self.access_tokens.get(value)
-            if at is None or not at.live(self.now()):
+            if at is None or not at.live(self.now() if now is None else now):
                 return False
             at.revoked = True
             if at.refresh_token is not None:

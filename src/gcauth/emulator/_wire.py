@@ -1,4 +1,5 @@
-"""Transport-neutral request/reply types and reply builders."""
+"""The emulator's wire types: a parsed :class:`Request`, a :class:`Reply` written in one
+piece, and the reply builders every API module uses."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 __all__ = [
+    "JSON_TYPE",
+    "STATUS_NAMES",
     "BadParams",
-    "Ctx",
     "Reply",
     "Request",
     "api_error",
+    "form_pairs",
     "html_reply",
     "json_reply",
     "oauth_error",
@@ -48,14 +51,6 @@ class Request:
 
 
 @dataclass
-class Ctx:
-    """Per-request context: the (possibly skewed) clock and fault modifiers."""
-
-    now: float
-    expired: bool = False
-
-
-@dataclass
 class Reply:
     """An HTTP reply to be written in one piece."""
 
@@ -63,6 +58,8 @@ class Reply:
     body: bytes = field(default=b"", repr=False)
     content_type: str = JSON_TYPE
     headers: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    #: close the connection after this reply (errors that leave the request stream unusable)
+    close: bool = False
 
 
 class BadParams(ValueError):
@@ -124,25 +121,38 @@ def oauth_error(status: int, error: str, description: str,
     )
 
 
-_STATUS_NAMES = {
+#: google.rpc.Code names Google APIs put in ``error.status`` for each HTTP status.
+STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
     403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    408: "DEADLINE_EXCEEDED",
+    409: "ALREADY_EXISTS",
+    412: "FAILED_PRECONDITION",
+    413: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
     500: "INTERNAL",
+    501: "NOT_IMPLEMENTED",
     503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 
 
 def api_error(status: int, message: str, headers: list[tuple[str, str]] | None = None,
-              details: list[Mapping[str, Any]] | None = None) -> Reply:
-    """A Google API (google.rpc.Status style) JSON error."""
+              details: list[Mapping[str, Any]] | None = None,
+              status_name: str | None = None) -> Reply:
+    """A Google API error: ``{"error": {"code", "message", "status"[, "details"]}}``.
+
+    ``status_name`` overrides the google.rpc code derived from ``status`` (for example
+    ``FAILED_PRECONDITION`` on a 400).
+    """
     err: dict[str, Any] = {
         "code": status,
         "message": message,
-        "status": _STATUS_NAMES.get(status, "UNKNOWN"),
+        "status": status_name or STATUS_NAMES.get(status, "UNKNOWN"),
     }
     if details:
         err["details"] = list(details)

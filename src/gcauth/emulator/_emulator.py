@@ -1,0 +1,397 @@
+"""The public :class:`Emulator` object: lifecycle, addresses, factories and inspection."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import socket
+import threading
+from collections import Counter
+from types import TracebackType
+from typing import Any, Generic, TypeVar, overload
+from urllib.parse import quote
+
+from ._clock import Clock
+from ._config import Config
+from ._faults import FaultInjector
+from ._routing import App
+from ._server import Server
+from ._state import (
+    CLOUD_PLATFORM,
+    USERINFO_EMAIL,
+    AccessToken,
+    RefreshToken,
+    State,
+    normalize_scopes,
+)
+from ._table import ROUTER
+
+__all__ = ["Emulator"]
+
+T = TypeVar("T")
+
+
+class _ConfigField(Generic[T]):
+    """An ``Emulator`` attribute that reads and writes ``emulator.config.<name>`` (the
+    settings that were properties before ``Emulator.config`` existed)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _ConfigField[T]: ...
+    @overload
+    def __get__(self, obj: Emulator, owner: type) -> T: ...
+    def __get__(self, obj: Emulator | None, owner: type) -> T | _ConfigField[T]:
+        if obj is None:
+            return self
+        value: T = getattr(obj.config, self.name)
+        return value
+
+    def __set__(self, obj: Emulator, value: T) -> None:
+        if self.name == "metadata_scopes":
+            value = tuple(value)  # type: ignore[arg-type,assignment]
+        setattr(obj.config, self.name, value)
+
+
+def _check_loopback(host: str) -> int:
+    """Return the address family for ``host``; refuse anything but loopback."""
+    if host == "localhost":
+        return socket.AF_INET
+    try:
+        addr = ipaddress.ip_address(host.strip("[]"))
+    except ValueError as exc:
+        raise ValueError(f"emulator host must be a loopback IP address, got {host!r}") from exc
+    if not addr.is_loopback:
+        raise ValueError(f"emulator refuses to bind non-loopback address {host!r}")
+    return socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+
+
+class Emulator:
+    """A local, offline stand-in for Google's OAuth 2.0 server, the GCE metadata
+    server and a sample API (Cloud SQL Admin ``instances.list``), on one loopback port.
+
+    Use as a context manager, or call :meth:`start` / :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        verbose: bool = False,
+        control: bool = False,
+        metadata_project_id: str = "emu-project",
+        metadata_numeric_project_id: str = "123456789012",
+        metadata_service_account_email: str | None = None,
+        metadata_scopes: tuple[str, ...] = (CLOUD_PLATFORM, USERINFO_EMAIL),
+        device_interval: float = 5,
+        device_expires_in: float = 1800,
+        token_lifetime: float = 3599,
+        accounts: tuple[str, ...] = ("alice@example.com", "bob@example.com"),
+    ) -> None:
+        self._family = _check_loopback(host)
+        self.host = "127.0.0.1" if host == "localhost" else host.strip("[]")
+        self._requested_port = port
+        email = metadata_service_account_email or (
+            f"{metadata_numeric_project_id}-compute@developer.gserviceaccount.com"
+        )
+        #: The settings, read on every request; change them at any time.
+        self.config = Config(
+            metadata_project_id=metadata_project_id,
+            metadata_numeric_project_id=metadata_numeric_project_id,
+            metadata_service_account_email=email,
+            metadata_scopes=tuple(metadata_scopes),
+            device_interval=device_interval,
+            device_expires_in=device_expires_in,
+            token_lifetime=float(token_lifetime),
+            accounts=tuple(accounts),
+            control=control,
+            verbose=verbose,
+        )
+        self.clock = Clock()
+        self.faults = FaultInjector(ROUTER.fault_groups)
+        self._state = State(self.config, self.clock)
+        self._stopping = threading.Event()
+        self._app = App(ROUTER, self._state, self.config, self.faults, self._stopping)
+        self._server: Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def __repr__(self) -> str:
+        where = self.url if self._server is not None else "stopped"
+        return f"<Emulator {where}>"
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Emulator:
+        """Bind and serve in a daemon thread.  Returns self."""
+        if self._server is not None:
+            raise RuntimeError("emulator already started")
+        self._stopping.clear()
+        server = Server((self.host, self._requested_port), self._family, self._app, self.config,
+                        self._stopping)
+        self._server = server
+        self.port = int(server.server_address[1])
+        self.config.url, self.config.port = self.url, self.port
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1},
+            name="gcauth-emulator", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, close every connection and release the port."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping.set()
+        server.shutdown()
+        server.server_close()
+        server.close_connections()
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ addresses
+    @property
+    def metadata_host(self) -> str:
+        """``host:port`` for ``GCE_METADATA_HOST`` / ``GCE_METADATA_IP``."""
+        host = f"[{self.host}]" if self._family == socket.AF_INET6 else self.host
+        return f"{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://{self.metadata_host}"
+
+    @property
+    def token_uri(self) -> str:
+        """OAuth token endpoint."""
+        return self.url + "/token"
+
+    @property
+    def auth_uri(self) -> str:
+        """Browser authorization (consent) endpoint."""
+        return self.url + "/o/oauth2/auth"
+
+    @property
+    def revoke_uri(self) -> str:
+        """Token revocation endpoint."""
+        return self.url + "/revoke"
+
+    @property
+    def device_authorization_uri(self) -> str:
+        """RFC 8628 device authorization endpoint."""
+        return self.url + "/device/code"
+
+    @property
+    def device_verification_url(self) -> str:
+        """The page where a user enters a device ``user_code``."""
+        return self.url + "/device"
+
+    @property
+    def tokeninfo_uri(self) -> str:
+        """Token introspection endpoint."""
+        return self.url + "/tokeninfo"
+
+    @property
+    def certs_uri(self) -> str:
+        """JWKS of the key that signs the emulator's ID tokens."""
+        return self.url + "/oauth2/v3/certs"
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the sample API (``{api_url}/sql/v1beta4/projects/P/instances``)."""
+        return self.url
+
+    def env(self) -> dict[str, str]:
+        """Environment variables that point a process's metadata lookups here."""
+        return {"GCE_METADATA_HOST": self.metadata_host, "GCE_METADATA_IP": self.metadata_host}
+
+    # ------------------------------------------------------------------ settings
+    # Shortcuts for ``emu.config.<name>`` (readable and settable at any time).
+    verbose: _ConfigField[bool] = _ConfigField()
+    metadata_project_id: _ConfigField[str] = _ConfigField()
+    metadata_numeric_project_id: _ConfigField[str] = _ConfigField()
+    metadata_service_account_email: _ConfigField[str] = _ConfigField()
+    metadata_scopes: _ConfigField[tuple[str, ...]] = _ConfigField()
+    device_interval: _ConfigField[float] = _ConfigField()
+    device_expires_in: _ConfigField[float] = _ConfigField()
+
+    def set_token_lifetime(self, seconds: float) -> None:
+        """Lifetime of access tokens (``expires_in``) and ID tokens issued from now on."""
+        if seconds < 0:
+            raise ValueError("lifetime must be >= 0")
+        with self._state.lock:
+            self.config.token_lifetime = float(seconds)
+
+    def set_clock_skew(self, seconds: float) -> None:
+        """Shift the server clock (JWT iat/exp checks, issued expiries) by ``seconds``."""
+        with self._state.lock:
+            self.clock.skew = float(seconds)
+
+    # ------------------------------------------------------------------ factories
+    def create_service_account(
+        self,
+        project_id: str = "emu-project",
+        domain_wide_delegation: bool = False,
+        name: str | None = None,
+    ) -> dict[str, str]:
+        """Create a service account (or a new key for an existing ``name``) and return a
+        dict shaped exactly like a Google service-account JSON key file."""
+        sa, key = self._state.new_service_account(project_id, name, domain_wide_delegation)
+        return {
+            "type": "service_account",
+            "project_id": project_id,
+            "private_key_id": key.kid,
+            "private_key": key.private_pem(),
+            "client_email": sa.email,
+            "client_id": sa.unique_id,
+            "auth_uri": self.auth_uri,
+            "token_uri": self.token_uri,
+            "auth_provider_x509_cert_url": self.url + "/oauth2/v1/certs",
+            "client_x509_cert_url": self.url + "/robot/v1/metadata/x509/" + quote(sa.email),
+            "universe_domain": "googleapis.com",
+        }
+
+    def create_oauth_client(
+        self,
+        kind: str = "installed",
+        *,
+        redirect_uris: list[str] | None = None,
+        project_id: str = "emu-project",
+    ) -> dict[str, dict[str, Any]]:
+        """Register an OAuth client and return its ``client_secrets.json`` content.
+
+        ``kind`` is ``"installed"`` (desktop app; loopback redirects) or ``"web"``
+        (``redirect_uris`` are the registered redirect URIs).
+        """
+        if kind not in ("installed", "web"):
+            raise ValueError("kind must be 'installed' or 'web'")
+        if redirect_uris is None:
+            redirect_uris = ["http://localhost"] if kind == "installed" else [
+                "http://localhost:8080/oauth2callback"]
+        client = self._state.new_client(kind, project_id, tuple(redirect_uris))
+        return {kind: {
+            "client_id": client.client_id,
+            "project_id": project_id,
+            "auth_uri": self.auth_uri,
+            "token_uri": self.token_uri,
+            "auth_provider_x509_cert_url": self.url + "/oauth2/v1/certs",
+            "client_secret": client.client_secret,
+            "redirect_uris": list(redirect_uris),
+        }}
+
+    def create_refresh_token(
+        self, client_id: str, account: str = "alice@example.com",
+        scopes: tuple[str, ...] = (CLOUD_PLATFORM, "openid", USERINFO_EMAIL),
+    ) -> str:
+        """Record a user grant for an existing client and return its refresh token."""
+        if client_id not in self._state.clients:
+            raise KeyError("unknown client_id")
+        return self._state.new_refresh_token(client_id, account,
+                                             tuple(normalize_scopes(list(scopes))))
+
+    def create_authorized_user(
+        self,
+        account: str = "alice@example.com",
+        scopes: tuple[str, ...] = (CLOUD_PLATFORM, "openid", USERINFO_EMAIL),
+        quota_project_id: str | None = None,
+    ) -> dict[str, str]:
+        """Create an OAuth client plus a refresh token for ``account`` and return the
+        content of an ADC ``authorized_user`` file.
+
+        The dict also carries ``token_uri`` (the emulator's), which Google's file omits
+        but which google-auth-compatible loaders honour: without it a client would
+        send the refresh token to Google instead of the emulator.
+        """
+        secrets_ = self.create_oauth_client("installed")["installed"]
+        refresh = self.create_refresh_token(secrets_["client_id"], account, scopes)
+        info = {
+            "type": "authorized_user",
+            "client_id": secrets_["client_id"],
+            "client_secret": secrets_["client_secret"],
+            "refresh_token": refresh,
+            "token_uri": self.token_uri,
+        }
+        if quota_project_id is not None:
+            info["quota_project_id"] = quota_project_id
+        return info
+
+    # ------------------------------------------------------------------ inspection
+    @property
+    def counts(self) -> Counter[str]:
+        """Per-endpoint request counters (a snapshot; missing keys read as 0)."""
+        with self._state.lock:
+            return Counter(self._state.counts)
+
+    def reset_counts(self) -> None:
+        """Zero all counters and forget :attr:`quota_projects_seen`."""
+        with self._state.lock:
+            self._state.counts.clear()
+            self._state.quota_projects_seen.clear()
+
+    @property
+    def quota_projects_seen(self) -> list[str | None]:
+        """``X-Goog-User-Project`` of every sample-API request, None when absent."""
+        with self._state.lock:
+            return list(self._state.quota_projects_seen)
+
+    def issued_access_tokens(self) -> list[AccessToken]:
+        """Copies of every access token issued so far (oldest first)."""
+        with self._state.lock:
+            return [dataclasses.replace(t) for t in self._state.access_tokens.values()]
+
+    def issued_refresh_tokens(self) -> list[RefreshToken]:
+        """Copies of every refresh token (user grant) so far (oldest first)."""
+        with self._state.lock:
+            return [dataclasses.replace(t) for t in self._state.refresh_tokens.values()]
+
+    def access_token_info(self, token: str) -> AccessToken | None:
+        """A copy of the record of access token ``token``, or None if unknown."""
+        with self._state.lock:
+            rec = self._state.access_tokens.get(token)
+            return None if rec is None else dataclasses.replace(rec)
+
+    def is_access_token_valid(self, token: str) -> bool:
+        """Whether ``token`` is a known, unexpired, unrevoked access token."""
+        return self._state.live_access_token(token) is not None
+
+    def expire_access_token(self, token: str) -> None:
+        """Make access token ``token`` expired now.  KeyError if unknown."""
+        with self._state.lock:
+            self._state.access_tokens[token].expiry = self._state.now() - 1
+
+    def revoke(self, token: str) -> bool:
+        """Revoke an access or refresh token like ``POST /revoke`` does."""
+        return self._state.revoke(token)
+
+    def approve_device(self, user_code: str, account: str = "alice@example.com") -> None:
+        """Approve a pending device authorization, as the user would in the browser."""
+        self._decide_device(user_code, account)
+
+    def deny_device(self, user_code: str) -> None:
+        """Deny a pending device authorization."""
+        self._decide_device(user_code, None)
+
+    def _decide_device(self, user_code: str, account: str | None) -> None:
+        with self._state.lock:
+            grant = self._state.find_device(user_code)
+            if grant is None:
+                raise KeyError("unknown user code")
+            if grant.status != "pending" or self._state.now() >= grant.expiry:
+                raise ValueError(f"device authorization is not pending (status {grant.status})")
+            grant.status = "denied" if account is None else "approved"
+            grant.account = account
