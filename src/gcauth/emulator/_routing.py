@@ -31,11 +31,11 @@ from urllib.parse import unquote
 
 from . import _pages
 from ._errors import HttpError
-from ._faults import Fault, FaultInjector
 from ._wire import Reply, Request, api_error, html_reply, json_reply, oauth_error, text_reply
 
 if TYPE_CHECKING:
     from ._config import Config
+    from ._faults import Fault, FaultInjector
     from ._state import State
 
 __all__ = [
