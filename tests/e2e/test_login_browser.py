@@ -14,8 +14,7 @@ import pytest
 
 import gcauth
 from gcauth.transport.urllib3 import AuthorizedHttp
-
-from .cli_kit import Cli, adc_path, cli_env, device_code_from, run_cli
+from tests.kit.cli import Cli, adc_path, cli_env, device_code_from, run_cli
 
 pytestmark = pytest.mark.e2e
 

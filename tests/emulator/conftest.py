@@ -9,8 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gcauth.emulator import Emulator
-
-from .emu_kit import Kit
+from tests.kit.emu import Kit
 
 
 @pytest.fixture(scope="session")

@@ -12,8 +12,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from gcauth.emulator import Emulator
-
-from .emu_kit import CLOUD, EMAIL, Kit, b64url
+from tests.kit.emu import CLOUD, EMAIL, Kit, b64url
 
 DEVICE = "urn:ietf:params:oauth:grant-type:device_code"
 

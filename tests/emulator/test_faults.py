@@ -10,8 +10,7 @@ import time
 import pytest
 
 from gcauth.emulator import Emulator
-
-from .emu_kit import Kit
+from tests.kit.emu import Kit
 
 MD_TOKEN = "instance/service-accounts/default/token"
 

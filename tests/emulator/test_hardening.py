@@ -21,8 +21,7 @@ import pytest
 
 from gcauth.emulator import Emulator
 from gcauth.emulator._routing import is_local_host
-
-from .emu_kit import Kit
+from tests.kit.emu import Kit
 
 FORM = b"Content-Type: application/x-www-form-urlencoded\r\n"
 

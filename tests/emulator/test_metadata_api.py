@@ -7,8 +7,7 @@ import time
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gcauth.emulator import Emulator
-
-from .emu_kit import CLOUD, EMAIL, Kit
+from tests.kit.emu import CLOUD, EMAIL, Kit
 
 SQL = "https://www.googleapis.com/auth/sqlservice.admin"
 DRIVE = "https://www.googleapis.com/auth/drive"

@@ -20,8 +20,7 @@ from gcauth.emulator._routing import GOOGLE, OAUTH, PAGES, Api, App, Call, Route
 from gcauth.emulator._state import State
 from gcauth.emulator._table import ROUTER, ROUTES
 from gcauth.emulator._wire import Reply, Request, json_reply
-
-from .emu_kit import Kit
+from tests.kit.emu import Kit
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "emulator.md"
 

@@ -19,8 +19,7 @@ from urllib.parse import urlencode
 import pytest
 
 from gcauth.emulator import Emulator, serve_forever
-
-from .emu_kit import Kit
+from tests.kit.emu import Kit
 
 
 def test_keep_alive_many_requests_one_connection(emu: Emulator, sa: dict[str, str]) -> None:

@@ -8,8 +8,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gcauth.emulator import Emulator
-
-from .emu_kit import CLOUD, Kit
+from tests.kit.emu import CLOUD, Kit
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 

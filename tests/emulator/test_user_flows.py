@@ -9,8 +9,7 @@ from urllib.parse import quote
 import pytest
 
 from gcauth.emulator import Emulator
-
-from .emu_kit import CLOUD, EMAIL, Kit
+from tests.kit.emu import CLOUD, EMAIL, Kit
 
 
 def _err(r: Any) -> tuple[int, str, str]:

@@ -14,7 +14,7 @@ import gcauth
 from gcauth import _files, authorized_user, service_account
 from gcauth._endpoints import check_endpoint
 from gcauth.flow import ClientConfig, DeviceFlow, InstalledAppFlow
-from tests.helpers import rsa_pem, sa_info, user_info
+from tests.kit.creds import rsa_pem, sa_info, user_info
 
 from .strategies import (
     DEEP_JSON,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gcauth._endpoints import _is_google, check_endpoint, is_loopback_host
 from gcauth.exceptions import UnsafeEndpointError
 from gcauth.transport import urllib3 as gc_urllib3
-from tests.helpers import user_info
+from tests.kit.creds import user_info
 
 from .strategies import FUZZ
 

@@ -15,7 +15,7 @@ from gcauth import oauth2
 from gcauth._protocol import jwt
 from gcauth.exceptions import GCAuthError
 from gcauth.flow import account_from_id_token as _account_from_id_token
-from tests.helpers import T0, ec_pem, rsa_pem
+from tests.kit.creds import T0, ec_pem, rsa_pem
 
 from .strategies import FUZZ, json_values, only_gcauth_errors
 

@@ -16,7 +16,7 @@ from gcauth._protocol import rfc6749, rfc7009, rfc8628
 from gcauth._retry import DEFAULT_RETRY
 from gcauth.flow import DeviceFlow, InstalledAppFlow
 from gcauth.tokens import Token
-from tests.helpers import T0, sa_info, user_info
+from tests.kit.creds import T0, sa_info, user_info
 
 from .strategies import DEEP_JSON, FUZZ, dumps, only_gcauth_errors, reply_sequences, responses
 

@@ -39,7 +39,7 @@ from gcauth.transport import aiohttp as gc_aiohttp
 from gcauth.transport import httpx as gc_httpx
 from gcauth.transport import requests as gc_requests
 from gcauth.transport import urllib3 as gc_urllib3
-from tests.helpers import user_info
+from tests.kit.creds import user_info
 
 Behaviour = Callable[[socket.socket], None]
 
@@ -433,7 +433,7 @@ def test_a_bad_quota_project_from_the_environment_or_an_argument_is_refused(
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1, 0, "3", True])
 def test_an_impossible_timeout_is_a_usage_error(value: Any) -> None:
     from gcauth import service_account
-    from tests.helpers import sa_info
+    from tests.kit.creds import sa_info
 
     makers: list[Callable[[], object]] = [
         lambda: HttpRequest("GET", "http://127.0.0.1:9/", timeout=value),

@@ -23,7 +23,7 @@ import pytest
 
 from gcauth import _files
 from gcauth.emulator import Emulator
-from tests.e2e.cli_kit import Cli, adc_path, cli_env, consent, run_cli
+from tests.kit.cli import Cli, adc_path, cli_env, consent, run_cli
 
 CONTROL = ("\x1b", "\x07", "\r", "\x08", "\x9b", "\u202e")
 

@@ -31,7 +31,7 @@ from gcauth.exceptions import (
 from gcauth.transport import httpx as gc_httpx
 from gcauth.transport import requests as gc_requests
 from gcauth.transport import urllib3 as gc_urllib3
-from tests.helpers import sa_info, user_info
+from tests.kit.creds import sa_info, user_info
 
 CLOUD = "https://www.googleapis.com/auth/cloud-platform"
 

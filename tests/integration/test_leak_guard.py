@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from gcauth import service_account
-from tests.conftest import _LeakGuard
+from tests.kit.leak_guard import _LeakGuard
 
 
 def test_guard_sees_a_token_in_a_log_line_and_a_key_in_a_repr(fresh_emulator: Any) -> None:

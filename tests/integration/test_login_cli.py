@@ -15,7 +15,7 @@ import gcauth
 from gcauth.authorized_user import Credentials
 from gcauth.exceptions import RefreshError
 from gcauth.transport.urllib3 import AuthorizedHttp
-from tests.e2e.cli_kit import Cli, adc_path, cli_env, consent, device_code_from, http_get, run_cli
+from tests.kit.cli import Cli, adc_path, cli_env, consent, device_code_from, http_get, run_cli
 
 
 def secrets_of(emu: Any) -> set[str]:

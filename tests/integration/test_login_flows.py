@@ -17,7 +17,7 @@ import pytest
 from gcauth.exceptions import FlowError
 from gcauth.flow import DeviceAuthorization, DeviceFlow, InstalledAppFlow
 from gcauth.transport.urllib3 import AuthorizedHttp
-from tests.e2e.cli_kit import consent, http_get
+from tests.kit.cli import consent, http_get
 
 CLOUD = "https://www.googleapis.com/auth/cloud-platform"
 SCOPES = ["openid", "https://www.googleapis.com/auth/userinfo.email", CLOUD]

@@ -19,7 +19,7 @@ import pytest
 from gcauth.emulator import Emulator
 from gcauth.exceptions import FlowError
 from gcauth.flow import InstalledAppFlow
-from tests.e2e.cli_kit import Cli, adc_path, consent, http_get, run_cli
+from tests.kit.cli import Cli, adc_path, consent, http_get, run_cli
 
 CLOUD = "https://www.googleapis.com/auth/cloud-platform"
 EMAIL = "https://www.googleapis.com/auth/userinfo.email"

@@ -42,7 +42,7 @@ from gcauth.transport import aiohttp as gaiohttp
 from gcauth.transport import httpx as ghttpx
 from gcauth.transport import requests as grequests
 from gcauth.transport import urllib3 as gurllib3
-from tests.conftest import closed_loopback_port
+from tests.kit.network import closed_loopback_port
 
 T = TypeVar("T")
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]

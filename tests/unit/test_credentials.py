@@ -11,7 +11,7 @@ import pytest
 from gcauth import authorized_user, compute_engine, service_account
 from gcauth._protocol import jwt
 from gcauth.exceptions import MalformedCredentialsError, RefreshError, UnsafeEndpointError
-from tests.helpers import T0, drive, ec_pem, reply, sa_info, user_info
+from tests.kit.creds import T0, drive, ec_pem, reply, sa_info, user_info
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 

@@ -13,7 +13,7 @@ from gcauth import _default, authorized_user, compute_engine, service_account
 from gcauth._files import read_json_file, write_private_json
 from gcauth._protocol import metadata
 from gcauth.exceptions import DefaultCredentialsError, MalformedCredentialsError
-from tests.helpers import ec_pem, sa_info, user_info
+from tests.kit.creds import ec_pem, sa_info, user_info
 
 
 def write(path: Path, data: object) -> Path:

@@ -16,7 +16,7 @@ import pytest
 from gcauth._http import HttpRequest, HttpResponse
 from gcauth.exceptions import FlowError, MalformedCredentialsError, UnsafeEndpointError
 from gcauth.flow import ClientConfig, DeviceFlow, InstalledAppFlow
-from tests.helpers import T0, reply
+from tests.kit.creds import T0, reply
 
 CLOUD = "https://www.googleapis.com/auth/cloud-platform"
 SECRET = "GOCSPX-client-secret-value"

@@ -18,7 +18,7 @@ from gcauth._protocol.rfc8628 import (
     parse_device_authorization,
 )
 from gcauth.exceptions import FlowError, RefreshError, TransportError
-from tests.helpers import drive, reply
+from tests.kit.creds import drive, reply
 
 TOKEN_URI = "https://oauth2.googleapis.com/token"
 DEVICE_URI = "https://oauth2.googleapis.com/device/code"

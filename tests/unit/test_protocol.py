@@ -12,7 +12,7 @@ from gcauth._protocol import jwt
 from gcauth._protocol.rfc6749 import parse_token_response, token_exchange
 from gcauth._retry import RetryPolicy
 from gcauth.exceptions import RefreshError, TransportError
-from tests.helpers import drive, reply, rsa_pem
+from tests.kit.creds import drive, reply, rsa_pem
 
 URI = "https://oauth2.googleapis.com/token"
 FIXED = RetryPolicy(jitter=lambda: 1.0)

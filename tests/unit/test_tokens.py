@@ -10,7 +10,7 @@ import pytest
 
 from gcauth.exceptions import RefreshError
 from gcauth.tokens import Token, TokenCache, TokenState
-from tests.helpers import T0, later
+from tests.kit.creds import T0, later
 
 
 class Clock:
