@@ -92,7 +92,7 @@ class _RecordingPool(urllib3.PoolManager):
         super().__init__()
         self.hosts: list[str | None] = []
 
-    def connection_from_host(self, host, port=None, scheme="http", pool_kwargs=None):  # type: ignore[no-untyped-def, override]
+    def connection_from_host(self, host, port=None, scheme="http", pool_kwargs=None):  # type: ignore[no-untyped-def]
         self.hosts.append(host)
         raise urllib3.exceptions.NewConnectionError(None, "recorded, not connected")  # type: ignore[arg-type]
 

@@ -458,7 +458,7 @@ def test_a_client_object_where_a_request_belongs_says_what_to_pass() -> None:
     for client, instead in ((requests.Session(), "gcauth.transport.requests.Request(session)"),
                             (httpx.Client(), "gcauth.transport.httpx.Request(client)")):
         with pytest.raises(UsageError) as err:
-            creds.get_token(client)
+            creds.get_token(client)  # type: ignore[arg-type]  # the mistake under test
         assert instead in str(err.value)
         assert isinstance(err.value, TypeError)
 

@@ -10,7 +10,7 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ def test_hostile_token_uri_is_refused_at_load(kind: str, uri: str, tmp_path: Pat
     path = tmp_path / "cred.json"
     path.write_text(json.dumps(info))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
-    loaders = [
+    loaders: list[Callable[[], object]] = [
         lambda: gcauth.load_credentials_from_dict(info),
         lambda: gcauth.load_credentials_from_file(path),
         lambda: gcauth.default(scopes=[CLOUD]),

@@ -35,7 +35,7 @@ def assert_no_secret(emu: Any, *texts: str) -> None:
 def check_adc_file(env: dict[str, str], emu: Any, quota: str | None) -> dict[str, Any]:
     path = adc_path(env)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    info = json.loads(path.read_text())
+    info: dict[str, Any] = json.loads(path.read_text())
     assert info["type"] == "authorized_user"
     assert info["token_uri"] == emu.token_uri
     assert {"client_id", "client_secret", "refresh_token"} <= set(info)

@@ -33,7 +33,7 @@ def with_state(url: str, state: str) -> str:
 class Browser:
     """Stands in for the browser: ``script(url)`` runs on a thread, pages are kept."""
 
-    def __init__(self, script: Callable[[str], None]):
+    def __init__(self, script: Callable[[str], object]):
         self.script = script
         self.pages: list[tuple[int, str]] = []
         self.errors: list[BaseException] = []
@@ -97,7 +97,11 @@ def test_web_client_works_too(emulator: Any) -> None:
 
 def test_redirect_uri_is_loopback_on_an_ephemeral_port(emulator: Any) -> None:
     seen: list[str] = []
-    browser = Browser(lambda url: (seen.append(url), browser.visit(consent(url))))
+    def script(url: str) -> None:
+        seen.append(url)
+        browser.visit(consent(url))
+
+    browser = Browser(script)
     run(installed(emulator), browser)
     browser.join()
     redirect = parse_qs(urlsplit(seen[0]).query)["redirect_uri"][0]
@@ -169,6 +173,7 @@ def test_an_idle_connection_does_not_block_the_redirect(emulator: Any) -> None:
     def script(url: str) -> None:
         location = consent(url)
         port = urlsplit(location).port
+        assert port is not None
         idle.append(socket.create_connection(("127.0.0.1", port)))  # sends nothing
         idle[-1].sendall(b"GET / HTTP/1.1\r\n")  # ... and never finishes its request
         started = time.monotonic()
@@ -187,8 +192,11 @@ def test_an_idle_connection_does_not_block_the_redirect(emulator: Any) -> None:
 
 def test_the_server_stops_after_success(emulator: Any) -> None:
     locations: list[str] = []
-    browser = Browser(lambda url: (locations.append(consent(url)),
-                                   browser.visit(locations[0])))
+    def script(url: str) -> None:
+        locations.append(consent(url))
+        browser.visit(locations[0])
+
+    browser = Browser(script)
     run(installed(emulator), browser)
     browser.join()
     with pytest.raises(OSError):
@@ -329,7 +337,7 @@ def test_device_flow_default_prompt(device_emulator: Any) -> None:
         device_emulator.approve_device(auth.user_code)
         return original(auth)
 
-    flow.poll = poll  # type: ignore[method-assign]
+    flow.poll = poll  # type: ignore[method-assign,assignment]
     flow.run(out=out)
     text = out.getvalue()
     assert device_emulator.url + "/device" in text.splitlines()

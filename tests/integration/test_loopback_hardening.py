@@ -27,7 +27,7 @@ CLOUD = "https://www.googleapis.com/auth/cloud-platform"
 
 def get(url: str, timeout: float = 10) -> tuple[int, str]:
     parts = urlsplit(url)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=timeout)
     try:
         conn.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
         reply = conn.getresponse()
@@ -146,7 +146,7 @@ class Browser:
 
     def _run(self, url: str) -> None:
         parts = urlsplit(url)
-        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
         conn.request("GET", f"{parts.path}?{parts.query}")
         page = conn.getresponse().read().decode()
         pending = re.search(r'name="pending" value="([^"]+)"', page)

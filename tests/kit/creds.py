@@ -79,5 +79,18 @@ def drive(flow: Flow[Any], answer: Callable[[HttpRequest], HttpResponse | Except
         return stop.value, requests, sleeps
 
 
+def first_request(flow: Flow[Any]) -> HttpRequest:
+    """The first step of ``flow``, which must be a request (not a sleep)."""
+    step = next(flow)
+    assert isinstance(step, HttpRequest), step
+    return step
+
+
+def body_text(request: HttpRequest) -> str:
+    """A request's body as text (it must have one)."""
+    assert request.body is not None, request
+    return request.body.decode()
+
+
 def later(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)

@@ -97,7 +97,7 @@ def secret_leak_guard() -> Iterator[_LeakGuard]:
     original_create = Emulator.create_service_account
 
     def recording_init(self: BaseException, *args: Any, **kwargs: Any) -> None:
-        original_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        original_init(self, *args, **kwargs)
         _GUARD.add(" ".join(str(a) for a in args), f"exception {type(self).__name__}")
 
     def recording_start(self: Any) -> Any:

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
 from gcauth import authorized_user, compute_engine, service_account
+from gcauth._http import HttpRequest
 from gcauth._protocol import jwt
 from gcauth.exceptions import MalformedCredentialsError, RefreshError, UnsafeEndpointError
-from tests.kit.creds import T0, drive, ec_pem, reply, sa_info, user_info
+from tests.kit.creds import T0, body_text, drive, ec_pem, first_request, reply, sa_info, user_info
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
 
 
-def _assertion(request) -> dict:  # type: ignore[no-untyped-def]
-    form = parse_qs(request.body.decode())
+def _assertion(request: HttpRequest) -> dict[str, Any]:
+    form = parse_qs(body_text(request))
     assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
     header, payload, _, _ = jwt.decode(form["assertion"][0])
     return {"header": header, **payload}
@@ -37,7 +39,7 @@ def test_service_account_jwt_bearer_grant_claims() -> None:
     assert "sub" not in claims
     assert token.access_token == "ya29.x" and token.expiry == T0 + timedelta(seconds=3599)
     signer = creds.signer
-    form = parse_qs(requests[0].body.decode())
+    form = parse_qs(body_text(requests[0]))
     jwt.verify_rs256(form["assertion"][0], signer.public_key())
 
 
@@ -141,7 +143,7 @@ def test_authorized_user_refresh_grant() -> None:
     token, requests, _ = drive(creds.token_flow(T0), lambda r: reply(
         body={"access_token": "ya29.u", "expires_in": 3600, "scope": SCOPES[0],
               "id_token": "h.p.s"}))
-    form = parse_qs(requests[0].body.decode())
+    form = parse_qs(body_text(requests[0]))
     assert form == {"grant_type": ["refresh_token"], "refresh_token": ["1//refresh-secret"],
                     "client_id": ["client-1.apps.googleusercontent.com"],
                     "client_secret": ["s3cret-client"], "scope": [SCOPES[0]]}
@@ -211,9 +213,9 @@ def test_compute_engine_403_fails_fast_404_names_path() -> None:
 def test_metadata_host_is_read_at_call_time(monkeypatch: pytest.MonkeyPatch) -> None:
     creds = compute_engine.Credentials()
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:1111")
-    assert "127.0.0.1:1111" in next(creds.token_flow(T0)).url
+    assert "127.0.0.1:1111" in first_request(creds.token_flow(T0)).url
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:2222")
-    assert "127.0.0.1:2222" in next(creds.token_flow(T0)).url
+    assert "127.0.0.1:2222" in first_request(creds.token_flow(T0)).url
 
 
 def test_google_style_constructor_with_token_and_naive_expiry() -> None:

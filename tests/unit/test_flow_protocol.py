@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 import pytest
 
+from gcauth._http import HttpRequest, HttpResponse
 from gcauth._protocol.rfc7009 import revoke_flow
 from gcauth._protocol.rfc7636 import new_pkce, s256_challenge
 from gcauth._protocol.rfc8628 import (
@@ -104,14 +106,15 @@ TOKENS = {"access_token": "at", "expires_in": 3600, "refresh_token": "rt",
           "scope": "s1", "token_type": "Bearer"}
 
 
-def scripted(*answers: object):  # type: ignore[no-untyped-def]
+def scripted(*answers: tuple[int, object] | Exception,
+             ) -> Callable[[HttpRequest], HttpResponse | Exception]:
     queue = list(answers)
 
-    def answer(_request: object) -> object:
+    def answer(_request: HttpRequest) -> HttpResponse | Exception:
         item = queue.pop(0)
         if isinstance(item, Exception):
             return item
-        status, body = item  # type: ignore[misc]
+        status, body = item
         return reply(status, body=body)
 
     return answer

@@ -8,11 +8,12 @@ from urllib.parse import parse_qs
 import pytest
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from gcauth._http import HttpResponse
 from gcauth._protocol import jwt
 from gcauth._protocol.rfc6749 import parse_token_response, token_exchange
 from gcauth._retry import RetryPolicy
 from gcauth.exceptions import RefreshError, TransportError
-from tests.kit.creds import drive, reply, rsa_pem
+from tests.kit.creds import body_text, drive, first_request, reply, rsa_pem
 
 URI = "https://oauth2.googleapis.com/token"
 FIXED = RetryPolicy(jitter=lambda: 1.0)
@@ -58,8 +59,9 @@ def test_bad_success_bodies_are_gcauth_errors(raw: bytes) -> None:
 
 
 def test_transient_failures_are_retried_with_backoff_then_succeed() -> None:
-    answers = [TransportError("reset", url=URI), reply(503, {"error": "x"}),
-               reply(body={"access_token": "ok", "expires_in": 10})]
+    answers: list[HttpResponse | Exception] = [
+        TransportError("reset", url=URI), reply(503, {"error": "x"}),
+        reply(body={"access_token": "ok", "expires_in": 10})]
     result, requests, sleeps = drive(token_exchange(URI, {"grant_type": "g"}, retry=FIXED),
                                      lambda r: answers.pop(0))
     assert result.access_token == "ok"
@@ -103,10 +105,10 @@ def test_retries_are_bounded() -> None:
 
 def test_token_request_is_form_encoded() -> None:
     flow = token_exchange(URI, {"grant_type": "refresh_token", "refresh_token": "r t"})
-    request = next(flow)
+    request = first_request(flow)
     assert request.method == "POST"
     assert request.headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert parse_qs(request.body.decode()) == {"grant_type": ["refresh_token"],
+    assert parse_qs(body_text(request)) == {"grant_type": ["refresh_token"],
                                                "refresh_token": ["r t"]}
 
 
