@@ -70,10 +70,13 @@ def fork_and_wait(child, timeout=15.0):
 '''
 
 
-def run_child(code: str, *, timeout: float = 60, stdin: str | None = None) -> dict[str, Any]:
-    """Run ``PRELUDE + code`` in a fresh interpreter; return what it ``report``-ed."""
+def run_child(code: str, *, timeout: float = 60, stdin: str | None = None,
+              setup: str = "") -> dict[str, Any]:
+    """Run ``PRELUDE + setup + code`` (``code`` dedented) in a fresh interpreter; return what
+    it ``report``-ed."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", PRELUDE + textwrap.dedent(code)], cwd=ROOT,
+        [sys.executable, "-c", PRELUDE + textwrap.dedent(setup) + textwrap.dedent(code)],
+        cwd=ROOT,
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
     try:

@@ -58,13 +58,13 @@ _TAKEOVERS = 3
 # child bumps a generation; a cache compares it on its slow path (never on the lock-free fast
 # path) and starts over with a new lock and nothing in flight.
 _generation = 0
-_fork_lock = threading.Lock()
+_fork_lock = threading.RLock()
 
 
 def _after_fork_in_child() -> None:
     global _generation, _fork_lock
     _generation += 1
-    _fork_lock = threading.Lock()  # may have been held by a thread that is gone
+    _fork_lock = threading.RLock()  # may have been held by a thread that is gone
 
 
 if hasattr(os, "register_at_fork"):
@@ -193,6 +193,11 @@ def _on_owning_loop(refresh: _Refresh) -> bool:
     return refresh.loop is asyncio._get_running_loop()
 
 
+def _retrieved(future: asyncio.Future[Token]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 class TokenCache:
     """Holds one credential's current token and serialises its refreshes.
 
@@ -205,7 +210,9 @@ class TokenCache:
 
     def __init__(self, clock: Clock | None = None):
         self._clock: Clock = clock or utcnow
-        self._lock = threading.Lock()
+        # re-entrant: the garbage collector can finalize an abandoned refresh task (whose
+        # coroutine then finishes its refresh) in the middle of a critical section
+        self._lock = threading.RLock()
         self._generation = _generation
         # (token, stale_at) in one attribute, so the lock-free fast path reads a consistent pair
         self._entry: tuple[Token, datetime | None] | None = None
@@ -259,12 +266,12 @@ class TokenCache:
             return token
         return None
 
-    def _locked(self) -> threading.Lock:
+    def _locked(self) -> threading.RLock:
         """The lock, after dropping what a ``fork`` left behind (slow path only)."""
         if self._generation != _generation:
             with _fork_lock:
                 if self._generation != _generation:
-                    self._lock = threading.Lock()
+                    self._lock = threading.RLock()
                     self._inflight = None
                     self._tasks = set()
                     self._generation = _generation
@@ -307,14 +314,17 @@ class TokenCache:
             f"the token refresh this call was waiting for was abandoned: {refresh.reason}"))
 
     def _abandon(self, refresh: _Refresh, reason: str) -> None:
-        with self._locked():
-            if refresh.reason is None and not refresh.future.done():
-                self._drop(refresh, reason)
+        if refresh.reason is None:
+            with self._locked():
+                if refresh.reason is None and not refresh.future.done():
+                    self._drop(refresh, reason)
         if refresh.reason is not None:
             self._wake(refresh)
 
     def _finish(self, refresh: _Refresh, fetch_result: Token | None,
                 error: BaseException | None) -> None:
+        if fetch_result is None and refresh.reason is not None:
+            return  # an abandoned refresh failing late (or closed by the garbage collector)
         with self._locked():
             if fetch_result is not None:
                 self._store(fetch_result)
@@ -489,6 +499,9 @@ class TokenCache:
         import asyncio
 
         waiter = asyncio.wrap_future(refresh.future, loop=loop)
+        # a caller cancelled just as the refresh failed never reads the error: mark it read so
+        # asyncio does not log "exception was never retrieved"
+        waiter.add_done_callback(_retrieved)
         if refresh.loop is loop:  # the refresh runs here: it settles or is cancelled here
             return await waiter
         delay = _POLL_FIRST
