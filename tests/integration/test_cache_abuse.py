@@ -132,10 +132,18 @@ def test_loop_closed_while_its_refresh_is_at_the_emulator(fresh_emulator: Any) -
     emu = fresh_emulator
     creds = make_credentials(emu)
     emu.faults.add("token", kind="stall", seconds=3)
+
+    async def start() -> None:
+        owner = asyncio.ensure_future(creds.aget_token(ghttpx.AsyncRequest()))
+        deadline = time.monotonic() + BOUND
+        while emu.counts["token"] < 1:  # the refresh is stalled at the emulator
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(owner, 0.01)  # the owner gives up; its refresh is pending
+
     loop = asyncio.new_event_loop()
-    with pytest.raises(asyncio.TimeoutError):
-        loop.run_until_complete(asyncio.wait_for(
-            creds.aget_token(ghttpx.AsyncRequest()), 0.2))  # owner cancelled, refresh pending
+    loop.run_until_complete(start())
     loop.close()
     request = gurllib3.Request()
     try:
