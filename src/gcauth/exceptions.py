@@ -7,6 +7,9 @@
     │   └── MalformedCredentialsError  bad credential file or dict (names file + field)
     │       └── UnsafeEndpointError    an endpoint gcauth will not send secrets to
     ├── RefreshError                 the token endpoint refused or failed (RFC 6749 error fields)
+    │   └── RefreshAbandonedError    refreshes a caller waited for were abandoned (loop closed,
+    │                                task cancelled, thread interrupted), several in a row
+    ├── RefreshDeadlockError         a blocking call would wait for a refresh its own loop runs
     ├── TransportError               the request never got a reply (connect failure, timeout, reset)
     ├── FlowError                    a user login flow failed (denied, state mismatch, timeout)
     ├── SigningError                 signing bytes failed
@@ -22,6 +25,8 @@ __all__ = [
     "FlowError",
     "GCAuthError",
     "MalformedCredentialsError",
+    "RefreshAbandonedError",
+    "RefreshDeadlockError",
     "RefreshError",
     "SigningError",
     "TransportError",
@@ -82,6 +87,29 @@ class RefreshError(GCAuthError):
         self.endpoint = endpoint
         self.retryable = retryable
         self.retry_after = retry_after
+
+
+class RefreshAbandonedError(RefreshError):
+    """The token refresh a caller was waiting for will never finish.
+
+    Its owner went away: the event loop running it closed or stopped, its task was cancelled
+    (``asyncio.run()`` ending, ``wait_for``), or the refreshing thread was interrupted
+    (Ctrl-C). Waiters take such a refresh over themselves; this error reaches a caller only
+    when several refreshes in a row were abandoned. ``retryable`` is true: the next call
+    starts a new refresh.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message, retryable=True)
+
+
+class RefreshDeadlockError(GCAuthError):
+    """A blocking ``get_token()`` would wait for a refresh only its own thread can finish.
+
+    Raised when a coroutine calls the blocking API while a refresh runs as a task on that same
+    event loop: blocking the loop would stop the refresh for ever. Use ``await
+    credentials.aget_token(request)`` in coroutines.
+    """
 
 
 class TransportError(GCAuthError):

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import socket
 import ssl
 import threading
@@ -198,6 +199,17 @@ def _default_request() -> Request:
             _default = Request()
             atexit.register(_default.close)
         return _default
+
+
+def _after_fork_in_child() -> None:
+    # a child never shares its parent's pooled connections, nor a lock a parent thread held
+    global _default, _ssl_lock
+    _ssl_lock = threading.Lock()
+    _default = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Auth(httpx.Auth):
