@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar, overload
 from urllib.parse import quote
 
+from .._endpoints import DEFAULT_UNIVERSE_DOMAIN
 from ._clock import Clock
 from ._config import Config
 from ._faults import FaultInjector
@@ -263,7 +264,7 @@ class Emulator:
             "token_uri": self.token_uri,
             "auth_provider_x509_cert_url": self.url + "/oauth2/v1/certs",
             "client_x509_cert_url": self.url + "/robot/v1/metadata/x509/" + quote(sa.email),
-            "universe_domain": "googleapis.com",
+            "universe_domain": DEFAULT_UNIVERSE_DOMAIN,
         }
 
     def create_oauth_client(

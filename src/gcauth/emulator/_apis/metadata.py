@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..._endpoints import DEFAULT_UNIVERSE_DOMAIN
 from .._errors import TextError
 from .._routing import Api, Call, TextErrors
 from .._state import normalize_scopes, numeric_id
@@ -89,7 +90,7 @@ def hostname(call: Call, q: dict[str, str]) -> Reply:
 
 @_flavored
 def universe_domain(call: Call, q: dict[str, str]) -> Reply:
-    return _text("googleapis.com")
+    return _text(DEFAULT_UNIVERSE_DOMAIN)
 
 
 @_flavored

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from ..._endpoints import DEFAULT_UNIVERSE_DOMAIN
 from .._errors import GoogleError
 from .._jwt import JWTError, check_times, decode_unverified, verify_signature
 from .._routing import Api, Call, GoogleErrors
@@ -53,7 +54,7 @@ def list_instances(call: Call) -> Reply:
               f'scope="{CLOUD_PLATFORM} {SQLSERVICE_ADMIN}"')],
             details=[{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
                       "reason": "ACCESS_TOKEN_SCOPE_INSUFFICIENT",
-                      "domain": "googleapis.com",
+                      "domain": DEFAULT_UNIVERSE_DOMAIN,
                       "metadata": {"service": "sqladmin.googleapis.com",
                                    "method": "cloudsql.instances.list"}}],
         )
