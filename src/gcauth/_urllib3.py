@@ -53,18 +53,8 @@ class Request:
             raise timed_out(request) from None
         except urllib3.exceptions.HTTPError as exc:
             raise failed(request, _reason(exc)) from None
-        attempt.on_abort(lambda: _shutdown(reply))
         try:
-            reader = BodyReader(request, reply.headers.get("content-encoding"), attempt)
-            for chunk in reply.stream(CHUNK, decode_content=False):
-                reader.feed(chunk)
-            body = reader.body()
-        except urllib3.exceptions.TimeoutError:
-            reply.close()
-            raise timed_out(request) from None
-        except urllib3.exceptions.HTTPError as exc:
-            reply.close()
-            raise failed(request, _reason(exc)) from None
+            body = read_body(reply, attempt, reply.headers.get("content-encoding"))
         except BaseException:
             reply.close()  # a connection with unread data never goes back to the pool
             raise
@@ -77,13 +67,31 @@ class Request:
         return callable_compat(self.send, url, method, body, headers, timeout)
 
 
-def _shutdown(reply: urllib3.BaseHTTPResponse) -> None:
-    """End any read blocked on ``reply``'s socket (urllib3 2.3+), else close it."""
-    shutdown = getattr(reply, "shutdown", None)
-    if shutdown is not None:
-        shutdown()
-    else:  # pragma: no cover - urllib3 < 2.3
-        reply.close()
+def read_body(raw: Any, attempt: Attempt, content_encoding: str | None) -> bytes:
+    """Read a urllib3 response's body undecoded, within the attempt's size cap and deadline
+    (gcauth decodes it: :class:`~gcauth._http.BodyReader`); a file-like body of another
+    requests adapter is read the same way. Shared by this sender and requests'."""
+    request = attempt.request
+    attempt.on_abort(lambda: shutdown(raw))
+    reader = BodyReader(request, content_encoding, attempt)
+    if hasattr(raw, "stream"):
+        chunks = raw.stream(CHUNK, decode_content=False)
+    else:
+        chunks = iter(lambda: raw.read(CHUNK), b"")
+    try:
+        for chunk in chunks:
+            reader.feed(chunk)
+        return reader.body()
+    except urllib3.exceptions.TimeoutError:
+        raise timed_out(request) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise failed(request, _reason(exc)) from None
+
+
+def shutdown(raw: Any) -> None:
+    """End any read blocked on a response's socket (urllib3 2.3+), else close it."""
+    stop = getattr(raw, "shutdown", None)
+    (stop or raw.close)()
 
 
 def _reason(exc: BaseException) -> str:

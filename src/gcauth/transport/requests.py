@@ -18,8 +18,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
-import urllib3.exceptions
-
 try:
     import requests
     import requests.adapters
@@ -30,9 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from .._http import (
-    CHUNK,
     Attempt,
-    BodyReader,
     Headers,
     HttpRequest,
     HttpResponse,
@@ -42,6 +38,7 @@ from .._http import (
     timed_out,
 )
 from .._sender import resolve_request
+from .._urllib3 import read_body
 from ..credentials import Credentials
 from ._authflow import (
     DEFAULT_REFRESH_STATUS_CODES,
@@ -76,21 +73,8 @@ class Request:
             raise timed_out(request) from None
         except requests.RequestException as exc:
             raise failed(request, type(exc).__name__) from None
-        raw = reply.raw
-        attempt.on_abort(lambda: _shutdown(raw))
         try:
-            reader = BodyReader(request, reply.headers.get("content-encoding"), attempt)
-            if hasattr(raw, "stream"):  # urllib3's response: read it undecoded
-                chunks = raw.stream(CHUNK, decode_content=False)
-            else:  # another adapter's file-like body
-                chunks = iter(lambda: raw.read(CHUNK), b"")
-            for chunk in chunks:
-                reader.feed(chunk)
-            body = reader.body()
-        except urllib3.exceptions.TimeoutError:
-            raise timed_out(request) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise failed(request, type(exc).__name__) from None
+            body = read_body(reply.raw, attempt, reply.headers.get("content-encoding"))
         finally:
             reply.close()
         return HttpResponse(reply.status_code, Headers(dict(reply.headers)), body)
@@ -133,11 +117,6 @@ class Auth(requests.auth.AuthBase):
         r.headers.update(self._answer(next(flow), flow).headers)
         r.register_hook("response", _ResponseHook(self, flow))  # type: ignore[no-untyped-call]
         return r
-
-
-def _shutdown(raw: Any) -> None:
-    shutdown = getattr(raw, "shutdown", None)  # urllib3 2.3+: ends a blocked read
-    (shutdown or raw.close)()
 
 
 def _status(response: requests.Response) -> int:
