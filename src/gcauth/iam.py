@@ -49,8 +49,21 @@ def principal_of(credentials: Credentials) -> str | None:
     info = credentials.describe()
     account = info.get("account")
     if not isinstance(account, str) or not account or account == "default":
-        return None
+        token = credentials.current_token  # a user login names its account in its ID token
+        account = _email_of(token.id_token) if token is not None and token.id_token else None
+        if account is None:
+            return None
     return ("user:" if info.get("type") == "authorized_user" else "serviceAccount:") + account
+
+
+def _email_of(id_token: str) -> str | None:
+    from ._protocol import jwt as _jwt
+
+    try:
+        email = _jwt.decode(id_token)[1].get("email")
+    except _jwt.JWTError:
+        return None
+    return email if isinstance(email, str) and "@" in email else None
 
 
 def iam_base(credentials: Credentials, override: str | None, *, target: str | None,
@@ -87,12 +100,12 @@ def sign_blob_flow(credentials: Credentials, base: str, email: str, message: byt
                    delegates: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT,
                    retry: RetryPolicy | None = None) -> Flow[bytes]:
     """Flow: the signature IAM ``signBlob`` makes of ``message`` as ``email``."""
-    caller = _iam.Caller(principal_of(credentials), email, delegates)
     body: dict[str, Any] = {"payload": base64.b64encode(message).decode("ascii")}
     if delegates:
         body["delegates"] = list(delegates)
 
     def call(headers: Mapping[str, str]) -> Flow[bytes]:
+        caller = _iam.Caller(principal_of(credentials), email, delegates)
         data = yield from _iam.call_flow(base, "signBlob", caller, body, headers,
                                          timeout=timeout, retry=retry)
         return _iam.parse_sign_blob(data, _iam.method_url(base, email, "signBlob"))[1]
@@ -104,12 +117,12 @@ def sign_jwt_flow(credentials: Credentials, base: str, email: str, claims: Mappi
                   *, delegates: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT,
                   retry: RetryPolicy | None = None) -> Flow[str]:
     """Flow: the JWT IAM ``signJwt`` signs with ``claims`` as ``email``."""
-    caller = _iam.Caller(principal_of(credentials), email, delegates)
     body: dict[str, Any] = {"payload": json.dumps(dict(claims), separators=(",", ":"))}
     if delegates:
         body["delegates"] = list(delegates)
 
     def call(headers: Mapping[str, str]) -> Flow[str]:
+        caller = _iam.Caller(principal_of(credentials), email, delegates)
         data = yield from _iam.call_flow(base, "signJwt", caller, body, headers,
                                          timeout=timeout, retry=retry)
         return _iam.parse_sign_jwt(data, _iam.method_url(base, email, "signJwt"))[1]

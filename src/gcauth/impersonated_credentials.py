@@ -277,10 +277,10 @@ class Credentials(Scoped, Signing):
         body: dict[str, Any] = {"scope": list(scopes), "lifetime": f"{self._lifetime}s"}
         if self._delegates:
             body["delegates"] = list(self._delegates)
-        caller = self._caller()
         endpoint = _iam.method_url(self._base, self._target, "generateAccessToken")
 
         def call(headers: Mapping[str, str]) -> Flow[Token]:
+            caller = self._caller()
             data = yield from _iam.call_flow(self._base, "generateAccessToken", caller, body,
                                              headers, timeout=self._timeout, retry=self._retry)
             token, expiry = _iam.parse_access_token(data, endpoint)
@@ -396,11 +396,11 @@ class IDTokenCredentials(_Base):
         body: dict[str, Any] = {"audience": self._audience, "includeEmail": self._include_email}
         if target._delegates:
             body["delegates"] = list(target._delegates)
-        caller = target._caller()
         endpoint = _iam.method_url(target.iam_endpoint, target.target_principal,
                                    "generateIdToken")
 
         def call(headers: Mapping[str, str]) -> Flow[Token]:
+            caller = target._caller()
             data = yield from _iam.call_flow(target.iam_endpoint, "generateIdToken", caller,
                                              body, headers, timeout=target._timeout,
                                              retry=target._retry)

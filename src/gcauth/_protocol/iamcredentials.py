@@ -183,7 +183,7 @@ def call_flow(base: str, method: str, caller: Caller, body: Mapping[str, Any],
 
 def _who(caller: Caller) -> str:
     if caller.principal is None:
-        return "the source credentials (account unknown)"
+        return "The caller (account unknown)"
     return terminal_safe(caller.principal[:200])
 
 
@@ -203,14 +203,14 @@ def iam_error(response: HttpResponse, endpoint: str, method: str,
     status = response.status
     retryable = status in RETRYABLE_STATUS
     target = terminal_safe(caller.target[:200])
-    said = f" (IAM said: {terminal_safe(message[:300])})" if message else ""
+    said = f" (IAM said: {terminal_safe(message[:300]).rstrip('.')})" if message else ""
     head = f"IAM {method} for {target} at {endpoint} failed: HTTP {status}"
     if status_name:
         head += f" {terminal_safe(status_name[:40])}"
-    chain = [caller.principal or "the source credentials", *delegate_emails(caller.delegates),
+    chain = [caller.principal or "the caller", *delegate_emails(caller.delegates),
              caller.target]
     if status == 403 and message and "scope" in message.lower():
-        text = (f"{head}{said}. The token of {_who(caller)} lacks the scope IAM needs. Fix: give "
+        text = (f"{head}{said}. The token of {_who(caller)[0].lower() + _who(caller)[1:]} lacks the scope IAM needs. Fix: give "
                 f"the source credentials the {IAM_SCOPE} or "
                 "https://www.googleapis.com/auth/cloud-platform scope.")
     elif status == 403:
@@ -225,7 +225,7 @@ def iam_error(response: HttpResponse, endpoint: str, method: str,
                  f"--member={terminal_safe(member[:200])} --role={TOKEN_CREATOR_ROLE}"
                  + (" (and likewise along the chain)" if caller.delegates else "") + ".")
     elif status == 401:
-        text = (f"{head}{said}. IAM refused the token of {_who(caller)} (expired or revoked). "
+        text = (f"{head}{said}. IAM refused the token of {_who(caller)[0].lower() + _who(caller)[1:]} (expired or revoked). "
                 "Fix: refresh the source credentials; for a user login, run "
                 "`gcauth auth application-default login` again.")
     elif status == 404:
