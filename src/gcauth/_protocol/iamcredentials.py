@@ -209,13 +209,15 @@ def iam_error(response: HttpResponse, endpoint: str, method: str,
         head += f" {terminal_safe(status_name[:40])}"
     chain = [caller.principal or "the caller", *delegate_emails(caller.delegates),
              caller.target]
+    who = _who(caller)
+    whose = who[0].lower() + who[1:]
     if status == 403 and message and "scope" in message.lower():
-        text = (f"{head}{said}. The token of {_who(caller)[0].lower() + _who(caller)[1:]} lacks the scope IAM needs. Fix: give "
+        text = (f"{head}{said}. The token of {whose} lacks the scope IAM needs. Fix: give "
                 f"the source credentials the {IAM_SCOPE} or "
                 "https://www.googleapis.com/auth/cloud-platform scope.")
     elif status == 403:
         member = caller.principal or "MEMBER"
-        text = (f"{head}{said}. {_who(caller)} may not {_DOING.get(method, method)} {target}: "
+        text = (f"{head}{said}. {who} may not {_DOING.get(method, method)} {target}: "
                 f"it needs the Service Account Token Creator role ({TOKEN_CREATOR_ROLE}, "
                 f"permission {_PERMISSION.get(method, method)}) on {target}")
         if caller.delegates:
@@ -225,7 +227,7 @@ def iam_error(response: HttpResponse, endpoint: str, method: str,
                  f"--member={terminal_safe(member[:200])} --role={TOKEN_CREATOR_ROLE}"
                  + (" (and likewise along the chain)" if caller.delegates else "") + ".")
     elif status == 401:
-        text = (f"{head}{said}. IAM refused the token of {_who(caller)[0].lower() + _who(caller)[1:]} (expired or revoked). "
+        text = (f"{head}{said}. IAM refused the token of {whose} (expired or revoked). "
                 "Fix: refresh the source credentials; for a user login, run "
                 "`gcauth auth application-default login` again.")
     elif status == 404:
