@@ -139,6 +139,7 @@ class CertCache:
         keys = self._cached(url)
         if keys is not None:
             return keys
+        _checked_certs_url(url)
         future, owner = self._claim(url)
         if owner:
             try:
@@ -156,6 +157,7 @@ class CertCache:
         keys = self._cached(url)
         if keys is not None:
             return keys
+        _checked_certs_url(url)
         future, owner = self._claim(url)
         if owner:
             try:
@@ -189,7 +191,7 @@ def verify_token(
     ``issuers`` when given, ``exp`` and ``iat`` with ``clock_skew_in_seconds``. Raises
     :class:`~gcauth.exceptions.InvalidTokenError` (a ``ValueError``) saying why not.
     """
-    keys = (cache or DEFAULT_CACHE).get(_checked_certs_url(certs_url), request)
+    keys = (cache or DEFAULT_CACHE).get(certs_url, request)
     return keys.verify(id_token, now=time.time(), audience=audience, issuers=issuers,
                        clock_skew=clock_skew_in_seconds)
 
@@ -206,7 +208,7 @@ async def averify_token(
 ) -> dict[str, Any]:
     """Async :func:`verify_token` (a certificate fetch, when needed, is sent with
     ``request``)."""
-    keys = await (cache or DEFAULT_CACHE).aget(_checked_certs_url(certs_url), request)
+    keys = await (cache or DEFAULT_CACHE).aget(certs_url, request)
     return keys.verify(id_token, now=time.time(), audience=audience, issuers=issuers,
                        clock_skew=clock_skew_in_seconds)
 

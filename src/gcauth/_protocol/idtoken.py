@@ -12,6 +12,7 @@ document knows how long it may be kept. Nothing here fetches, caches or reads a 
 from __future__ import annotations
 
 import binascii
+import json
 import re
 from collections.abc import Collection, Mapping
 from datetime import datetime, timezone
@@ -50,11 +51,23 @@ FIREBASE_ISSUER_PREFIX = "https://securetoken.google.com/"
 
 #: RFC 4648 §5 base64url alphabet (what a JWT segment may hold), for a fast membership check.
 _B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_JWT_CHARS = _B64URL + b"."
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 _PADDING = (b"", b"", b"==", b"=")
 _CERTS_RETRY = RetryPolicy(max_attempts=3, initial=0.2, cap=1.0, deadline=3.0)
 #: Distinct JWT headers remembered per key set (tokens of one issuer share a few).
 _HEADER_MEMO = 64
+_JSON = json.JSONDecoder()
+
+
+def _decode(segment: bytes) -> bytes:
+    """One base64url segment already known to hold only base64url characters."""
+    if len(segment) % 4 == 1:
+        raise _malformed("a segment is not base64url")
+    try:
+        return binascii.a2b_base64(segment.translate(_TO_STANDARD) + _PADDING[len(segment) % 4])
+    except binascii.Error:
+        raise _malformed("a segment is not base64url") from None
 
 
 def _b64url(segment: str) -> bytes:
@@ -63,12 +76,9 @@ def _b64url(segment: str) -> bytes:
         raw = segment.encode("ascii")
     except UnicodeEncodeError:
         raise _malformed("it is not ASCII") from None
-    if raw.translate(None, _B64URL) or len(raw) % 4 == 1:
+    if raw.translate(None, _B64URL):
         raise _malformed("a segment is not base64url")
-    try:
-        return binascii.a2b_base64(raw.translate(_TO_STANDARD) + _PADDING[len(raw) % 4])
-    except binascii.Error:
-        raise _malformed("a segment is not base64url") from None
+    return _decode(raw)
 
 
 def _malformed(why: str) -> InvalidTokenError:
@@ -86,19 +96,20 @@ def _number(value: object) -> float | None:
 class KeySet:
     """The RSA public keys of one certificate document, by key id."""
 
-    __slots__ = ("keys", "source", "_headers")
+    __slots__ = ("keys", "source", "_headers", "_padding", "_hash")
 
     def __init__(self, keys: Mapping[str, rsa.RSAPublicKey], source: str):
         self.keys = dict(keys)
         self.source = source
-        self._headers: dict[str, rsa.RSAPublicKey] = {}
+        self._headers: dict[bytes, rsa.RSAPublicKey] = {}
+        self._padding, self._hash = _jwt._sign_args()
 
     def __repr__(self) -> str:
         return f"KeySet(source={self.source!r}, kids={sorted(self.keys)!r})"
 
-    def _key_for(self, head: str) -> rsa.RSAPublicKey:
+    def _key_for(self, head: bytes) -> rsa.RSAPublicKey:
         try:
-            header = json_loads(_b64url(head))
+            header = json_loads(_decode(head))
         except (ValueError, UnicodeDecodeError):
             raise _malformed("its header is not JSON") from None
         if not isinstance(header, dict):
@@ -127,32 +138,38 @@ class KeySet:
                issuers: Collection[str] | None, clock_skew: float = 0) -> dict[str, Any]:
         """The claims of ``token`` once its signature and claims check out at ``now`` (Unix
         seconds); :class:`~gcauth.exceptions.InvalidTokenError` saying why not otherwise."""
-        if isinstance(token, bytes):
+        if isinstance(token, str):
             try:
-                token = token.decode("ascii")
-            except UnicodeDecodeError:
+                raw = token.encode("ascii")
+            except UnicodeEncodeError:
                 raise _malformed("it is not ASCII") from None
-        if not isinstance(token, str):
+        elif isinstance(token, bytes):
+            raw = token
+        else:
             raise _malformed(f"got a {type(token).__name__}, not a string")
-        if not token.isascii():
-            raise _malformed("it is not ASCII")
-        parts = token.split(".")
-        if len(parts) != 3:
+        if raw.translate(None, _JWT_CHARS):
+            raise _malformed("it holds characters a JWT cannot")
+        signing, _, sig = raw.rpartition(b".")
+        head, dot, body = signing.partition(b".")
+        if not dot or b"." in body:
             raise _malformed("a JWT has three dot-separated segments")
-        head, body, sig = parts
         key = self._headers.get(head) or self._key_for(head)
-        signature = _b64url(sig)
         try:
-            key.verify(signature, f"{head}.{body}".encode("ascii"), *_jwt._sign_args())
+            key.verify(_decode(sig), signing, self._padding, self._hash)
+        except InvalidTokenError:
+            raise
         except Exception:  # noqa: BLE001 - InvalidSignature, or a signature of the wrong size
             raise InvalidTokenError(
                 f"the ID token's signature does not verify with the key it names at "
                 f"{self.source}: it was altered, or not signed by this issuer.",
                 reason="signature") from None
         try:
-            claims = json_loads(_b64url(body))
-        except (ValueError, UnicodeDecodeError):
+            text = _decode(body).decode("utf-8")
+            claims, end = _JSON.raw_decode(text)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise _malformed("its payload is not JSON") from None
+        if end != len(text) and text[end:].strip():
+            raise _malformed("its payload is not JSON")
         if not isinstance(claims, dict):
             raise _malformed("its payload is not a JSON object")
         check_claims(claims, now=now, audience=audience, issuers=issuers, clock_skew=clock_skew)
@@ -165,38 +182,45 @@ def check_claims(claims: Mapping[str, Any], *, now: float,
     """``iss``, ``aud`` (exact match), ``exp``, ``iat``, ``nbf`` of verified claims."""
     if issuers is not None:
         iss = claims.get("iss")
-        if not isinstance(iss, str) or iss not in issuers:
+        if iss.__class__ is not str or iss not in issuers:
             raise InvalidTokenError(
                 f"the ID token's issuer is {terminal_safe(str(iss)[:100])!r}, not one of "
                 f"{', '.join(map(repr, issuers))}.", reason="issuer")
     if audience is not None:
-        expected = {audience} if isinstance(audience, str) else set(audience)
         aud = claims.get("aud")
-        found = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if not any(isinstance(a, str) and a in expected for a in found):
-            raise InvalidTokenError(
-                f"the ID token is for audience {terminal_safe(str(aud)[:200])!r}, not "
-                f"{', '.join(sorted(map(repr, expected)))}: it was minted for another "
-                "service.", reason="audience")
-    exp = _number(claims.get("exp"))
-    if exp is None:
-        raise _malformed("its 'exp' claim is missing or not a number")
+        single = audience.__class__ is str
+        if aud.__class__ is not str or not (aud == audience if single else aud in audience):
+            expected = {audience} if isinstance(audience, str) else set(audience)
+            found = aud if isinstance(aud, list) else []
+            if not any(isinstance(a, str) and a in expected for a in found):
+                raise InvalidTokenError(
+                    f"the ID token is for audience {terminal_safe(str(aud)[:200])!r}, not "
+                    f"{', '.join(sorted(map(repr, expected)))}: it was minted for another "
+                    "service.", reason="audience")
+    exp = claims.get("exp")
+    if exp.__class__ is not int:
+        exp = _number(exp)
+        if exp is None:
+            raise _malformed("its 'exp' claim is missing or not a number")
     if now > exp + clock_skew:
         raise InvalidTokenError(
             f"the ID token expired at {_when(exp)} ({now - exp:.0f} s ago, allowed skew "
             f"{clock_skew:g} s). Fix: get a new token.", reason="expired")
-    iat = _number(claims.get("iat"))
-    if iat is None:
-        raise _malformed("its 'iat' claim is missing or not a number")
+    iat = claims.get("iat")
+    if iat.__class__ is not int:
+        iat = _number(iat)
+        if iat is None:
+            raise _malformed("its 'iat' claim is missing or not a number")
     if iat > now + clock_skew:
         raise InvalidTokenError(
             f"the ID token is issued in the future ({_when(iat)}, {iat - now:.0f} s from now, "
             f"allowed skew {clock_skew:g} s): check this machine's clock.",
             reason="not_yet_valid")
-    nbf = _number(claims.get("nbf"))
-    if nbf is not None and nbf > now + clock_skew:
-        raise InvalidTokenError(f"the ID token is not valid before {_when(nbf)}.",
-                                reason="not_yet_valid")
+    if "nbf" in claims:
+        nbf = _number(claims["nbf"])
+        if nbf is not None and nbf > now + clock_skew:
+            raise InvalidTokenError(f"the ID token is not valid before {_when(nbf)}.",
+                                    reason="not_yet_valid")
 
 
 def _when(seconds: float) -> str:
