@@ -653,3 +653,33 @@ def test_async_verification(emulator: Emulator, minted: str) -> None:
     emulator.reset_counts()
     assert all(c["aud"] == AUD for c in asyncio.run(main()))
     assert emulator.counts["certs"] == 1
+
+
+@pytest.mark.parametrize("transport", ["urllib3", "requests", "httpx", "httpx-async",
+                                       "aiohttp"])
+def test_id_token_credentials_on_every_transport(emulator: Emulator, recorder: Recorder,
+                                                 transport: str) -> None:
+    target = keyless(emulator, f"idt-transport-{transport}")
+    creds = impersonated_credentials.IDTokenCredentials(
+        impersonate(emulator, user(emulator), target), target_audience=AUD)
+
+    async def async_call() -> int:
+        if transport == "aiohttp":
+            async with gaiohttp.AuthorizedSession(creds) as session:
+                async with session.get(recorder.url) as response:
+                    return response.status
+        async with httpx.AsyncClient(auth=ghttpx.Auth(creds)) as client:
+            return (await client.get(recorder.url)).status_code
+
+    if transport == "urllib3":
+        status = AuthorizedHttp(creds).request("GET", recorder.url).status
+    elif transport == "requests":
+        status = AuthorizedSession(creds).get(recorder.url).status_code
+    elif transport == "httpx":
+        with httpx.Client(auth=ghttpx.Auth(creds)) as client:
+            status = client.get(recorder.url).status_code
+    else:
+        status = asyncio.run(async_call())
+    assert status == 200
+    assert creds.token is not None and recorder.seen == [f"Bearer {creds.token}"]
+    assert verify(emulator, creds.token)["aud"] == AUD
