@@ -138,6 +138,15 @@ HOW = """\
   credential, call the emulator's sample API back to back; "expiring" makes each library
   refresh every few seconds (gcauth: 4 s tokens, refreshed in the background once stale;
   google-auth: 229 s tokens, refreshed blocking once under its 3 min 45 s threshold).
+- **impersonation**: 32 threads released by a barrier on fresh impersonated credentials
+  (a service-account key as the source, a keyless target, the emulator's IAM Credentials API
+  through `iam_endpoint_override`); gcauth calls `get_token()`, google-auth
+  `before_request()`; the emulator counts `/token` (source) and `generateAccessToken`
+  requests.
+- **verify**: 1,000 distinct ID tokens signed by the emulator's key, verified against its
+  `{kid: PEM}` certificates (gcauth `verify_oauth2_token` with a fresh `CertCache` per run, so
+  its one fetch is included; google-auth `verify_token`); the floor is bare `cryptography`
+  RSA-2048 PKCS#1 v1.5 verification of the same signing inputs, measured in the same rounds.
 """
 
 

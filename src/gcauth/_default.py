@@ -45,10 +45,10 @@ __all__ = [
 ENV_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 WELL_KNOWN_NAME = "application_default_credentials.json"
 _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-KNOWN_TYPES = ("service_account", "authorized_user")
+KNOWN_TYPES = ("service_account", "authorized_user", "impersonated_service_account")
 #: Types Google defines that gcauth does not load yet.
 UNSUPPORTED_TYPES = ("external_account", "external_account_authorized_user",
-                     "impersonated_service_account", "gdch_service_account")
+                     "gdch_service_account")
 
 
 class SourceReport(Value):
@@ -141,6 +141,11 @@ def load_credentials_from_dict(
 
         credentials = authorized_user.Credentials.from_authorized_user_info(
             info, scopes, source=source, default_scopes=default_scopes, **kwargs)
+    elif kind == "impersonated_service_account":
+        from . import impersonated_credentials
+
+        credentials = impersonated_credentials.Credentials.from_impersonated_service_account_info(
+            info, scopes, default_scopes=default_scopes, source=source, **kwargs)
     elif kind in UNSUPPORTED_TYPES:
         raise MalformedCredentialsError(
             f"{source}: credential type {kind!r} is not supported by gcauth yet (supported: "

@@ -27,6 +27,7 @@ __all__ = [
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "Join",
     "Request",
     "Sleep",
     "MAX_REPLY_BYTES",
@@ -375,7 +376,27 @@ class Sleep(Value):
         self._init(seconds=seconds)
 
 
-Flow = Generator["HttpRequest | Sleep", "HttpResponse | None", T]
+class Join(Value):
+    """Yielded by a flow that needs what another cached operation produces (another
+    credential's token, from that credential's own cache): the blocking driver answers with
+    ``sync(send)``, the async driver with ``await async_(send)``, where ``send`` is the
+    driver's own send function. An exception either raises is thrown into the flow.
+
+    This keeps a flow that depends on another credential sans-IO: the flow never refreshes
+    that credential itself, so all its callers still share one refresh, sync or async.
+    """
+
+    __slots__ = ("sync", "async_")
+    sync: Callable[[Callable[[HttpRequest], HttpResponse]], Any]
+    async_: Callable[[Callable[[HttpRequest], Awaitable[HttpResponse]]], Awaitable[Any]]
+
+    def __init__(self, sync: Callable[[Callable[[HttpRequest], HttpResponse]], Any],
+                 async_: Callable[[Callable[[HttpRequest], Awaitable[HttpResponse]]],
+                                  Awaitable[Any]]):
+        self._init(sync=sync, async_=async_)
+
+
+Flow = Generator["HttpRequest | Sleep | Join", "HttpResponse | None", T]
 
 
 def run_sync(
@@ -390,6 +411,14 @@ def run_sync(
             if isinstance(step, Sleep):
                 sleep(step.seconds)
                 step = flow.send(None)
+                continue
+            if isinstance(step, Join):
+                try:
+                    joined = step.sync(send)
+                except Exception as exc:  # noqa: BLE001 - the flow decides what it means
+                    step = flow.throw(exc)
+                    continue
+                step = flow.send(joined)
                 continue
             try:
                 response = send(step)
@@ -419,6 +448,14 @@ async def run_async(
             if isinstance(step, Sleep):
                 await sleep(step.seconds)
                 step = flow.send(None)
+                continue
+            if isinstance(step, Join):
+                try:
+                    joined = await step.async_(send)
+                except Exception as exc:  # noqa: BLE001 - the flow decides what it means
+                    step = flow.throw(exc)
+                    continue
+                step = flow.send(joined)
                 continue
             try:
                 response = await send(step)

@@ -27,7 +27,9 @@ from ._endpoints import DEFAULT_UNIVERSE_DOMAIN as _DEFAULT_UNIVERSE_DOMAIN
 from ._sender import resolve_request as _resolve_request
 
 if typing.TYPE_CHECKING:
-    from ._http import AsyncRequest, Flow, Request
+    from collections.abc import Awaitable, Callable
+
+    from ._http import AsyncRequest, Flow, HttpRequest, HttpResponse, Request
     from .tokens import Clock, Token
 
 __all__ = ["Credentials", "Scoped", "Signing"]
@@ -148,6 +150,22 @@ class Credentials(abc.ABC):
 
         await self._cache.arefresh(fetch)
 
+    def token_step(self, *, fresh: bool = False) -> _http.Join:
+        """A flow step that answers with this credential's token, from its own cache.
+
+        A flow that needs another credential's token (impersonation needs the source's, IAM
+        signing the caller's) yields this step: its driver gets the token with
+        :meth:`get_token` (blocking drivers) or :meth:`aget_token` (async ones) through the
+        driver's own sender, so every caller of this credential still shares one refresh.
+        """
+        def sync(send: Callable[[HttpRequest], HttpResponse]) -> Token:
+            return self.get_token(_SendWith(send), fresh=fresh)
+
+        async def async_(send: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Token:
+            return await self.aget_token(_AsyncSendWith(send), fresh=fresh)
+
+        return _http.Join(sync, async_)
+
     def invalidate(self, token: Token | str | None = None) -> None:
         """Forget the cached token (only if it is still ``token``, when given): after a 401."""
         self._cache.invalidate(token)
@@ -244,6 +262,30 @@ class Signing(abc.ABC):
     @property
     @abc.abstractmethod
     def signer_email(self) -> str: ...
+
+
+class _SendWith:
+    """A ``Request`` made of a driver's send function (see :meth:`Credentials.token_step`)."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Callable[[HttpRequest], HttpResponse]):
+        self._send = send
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        return self._send(request)
+
+
+class _AsyncSendWith:
+    """An ``AsyncRequest`` made of an async driver's send function."""
+
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Callable[[HttpRequest], Awaitable[HttpResponse]]):
+        self._send = send
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        return await self._send(request)
 
 
 def _checked_quota_project(value: object) -> str | None:

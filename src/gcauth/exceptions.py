@@ -13,6 +13,7 @@
     ├── TransportError               the request never got a reply (connect failure, timeout, reset)
     ├── FlowError                    a user login flow failed (denied, state mismatch, timeout)
     ├── SigningError                 signing bytes failed
+    ├── InvalidTokenError            an ID token failed verification (also a ValueError)
     └── UsageError                   an argument gcauth cannot use (also a TypeError/ValueError)
 
 Messages never contain a token, refresh token, private key, client secret or authorization code.
@@ -24,6 +25,7 @@ __all__ = [
     "DefaultCredentialsError",
     "FlowError",
     "GCAuthError",
+    "InvalidTokenError",
     "MalformedCredentialsError",
     "RefreshAbandonedError",
     "RefreshDeadlockError",
@@ -132,6 +134,17 @@ class FlowError(GCAuthError):
 
 class SigningError(GCAuthError):
     """Signing with a credential's key failed."""
+
+
+class InvalidTokenError(GCAuthError, ValueError):
+    """An ID token did not verify: malformed, bad signature, unknown key, wrong issuer or
+    audience, expired or not yet valid. ``reason`` is one of ``"malformed"``,
+    ``"signature"``, ``"unknown_key"``, ``"issuer"``, ``"audience"``, ``"expired"``,
+    ``"not_yet_valid"``. Also a ``ValueError``, as google-auth's verifiers raise."""
+
+    def __init__(self, message: str, *, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class UsageError(GCAuthError, TypeError, ValueError):

@@ -29,11 +29,12 @@ from ._protocol import jwt as _jwt
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, token_exchange
 from ._protocol.rfc7523 import JWT_BEARER_GRANT, MAX_LIFETIME, bearer_assertion, self_signed_jwt
 from ._retry import RetryPolicy
+from .credentials import Credentials as _Base
 from .credentials import Scoped, Signing, _scope_tuple
 from .exceptions import MalformedCredentialsError, RefreshError
 from .tokens import Clock, Token
 
-__all__ = ["Credentials"]
+__all__ = ["Credentials", "IDTokenCredentials"]
 
 _FIX = ("Download a JSON key for the service account (Cloud console: IAM & Admin > Service "
         "accounts > Keys > Add key > Create new key > JSON).")
@@ -223,6 +224,131 @@ class Credentials(Scoped, Signing):
     def _describe(self) -> str:
         return (f"email={self._email!r} scopes={self.effective_scopes()!r} "
                 f"subject={self._subject!r} project_id={self._project_id!r}")
+
+
+class IDTokenCredentials(_Base, Signing):
+    """ID tokens for ``target_audience`` (a Cloud Run URL, an IAP client id) from a
+    service-account key: a JWT with a ``target_audience`` claim exchanged at the token URI
+    (google-auth's ``google.oauth2.service_account.IDTokenCredentials``).
+
+    They are credentials: ``Authorization: Bearer <ID token>`` on every gcauth transport,
+    refreshed through the same cache before they expire::
+
+        creds = service_account.IDTokenCredentials.from_service_account_file(
+            "key.json", target_audience="https://my-service.run.app")
+    """
+
+    def __init__(
+        self,
+        signer: _jwt.RSASigner,
+        service_account_email: str,
+        token_uri: str = GOOGLE_TOKEN_URI,
+        target_audience: str | None = None,
+        additional_claims: Mapping[str, Any] | None = None,
+        quota_project_id: str | None = None,
+        universe_domain: str = DEFAULT_UNIVERSE_DOMAIN,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Clock | None = None,
+    ):
+        super().__init__(quota_project_id=quota_project_id, clock=clock)
+        self._signer = signer
+        self._email = service_account_email
+        self._token_uri = token_uri
+        self._audience = target_audience
+        self._claims = dict(additional_claims or {})
+        self._universe_domain = universe_domain
+        self._retry = retry
+        self._timeout = checked_timeout(timeout)
+        self._jwt_header = _jwt.encode_header(signer.key_id)
+
+    @classmethod
+    def from_service_account_info(
+        cls, info: Mapping[str, Any], *, allowed_hosts: Collection[str] = (),
+        source: str = "<service account info>", **kwargs: Any,
+    ) -> IDTokenCredentials:
+        """Build from the parsed JSON key; ``target_audience=`` and the other constructor
+        arguments as keywords."""
+        sa = Credentials.from_service_account_info(info, allowed_hosts=allowed_hosts,
+                                                   source=source)
+        kwargs.setdefault("quota_project_id", sa.quota_project_id)
+        kwargs.setdefault("universe_domain", sa.universe_domain)
+        return cls(sa.signer, sa.service_account_email, sa.token_uri, **kwargs)
+
+    @classmethod
+    def from_service_account_file(
+        cls, filename: str | os.PathLike[str], **kwargs: Any
+    ) -> IDTokenCredentials:
+        name = os.fspath(filename)
+        info = _files.read_json_file(name, what="service account key file",
+                                     fix="point at a JSON key file of the service account")
+        return cls.from_service_account_info(info, source=name, **kwargs)
+
+    @property
+    def service_account_email(self) -> str:
+        return self._email
+
+    @property
+    def signer_email(self) -> str:
+        return self._email
+
+    @property
+    def signer(self) -> _jwt.RSASigner:
+        return self._signer
+
+    @property
+    def token_uri(self) -> str:
+        return self._token_uri
+
+    @property
+    def target_audience(self) -> str | None:
+        return self._audience
+
+    @property
+    def id_token(self) -> str | None:
+        return self.token
+
+    def sign_bytes(self, message: bytes) -> bytes:
+        return self._signer.sign(message)
+
+    def with_target_audience(self, target_audience: str) -> IDTokenCredentials:
+        return self._replace(_audience=target_audience)
+
+    def with_token_uri(self, token_uri: str, *,
+                       allowed_hosts: Collection[str] = ()) -> IDTokenCredentials:
+        check_endpoint(token_uri, field="token_uri", source="with_token_uri",
+                       allowed_hosts=allowed_hosts)
+        return self._replace(_token_uri=token_uri)
+
+    def token_flow(self, now: datetime) -> Flow[Token]:
+        from ._protocol.idtoken import token_times
+
+        if not self._audience:
+            raise RefreshError(
+                f"an ID token for {self._email} needs an audience: pass target_audience= (the "
+                "URL of the Cloud Run service, or the IAP client id).", endpoint=self._token_uri)
+        assertion = bearer_assertion(
+            self._signer, issuer=self._email, audience=self._token_uri, now=now,
+            header=self._jwt_header, extra={**self._claims, "target_audience": self._audience})
+        reply = yield from token_exchange(
+            self._token_uri, {"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
+            retry=self._retry, timeout=self._timeout, require_access_token=False)
+        if not reply.id_token:
+            raise RefreshError(f"token endpoint {self._token_uri} replied without an id_token "
+                               "for an ID-token request.", endpoint=self._token_uri)
+        expiry, issued = token_times(reply.id_token, self._token_uri)
+        return Token(reply.id_token, expiry=expiry, id_token=reply.id_token,
+                     issued_at=issued or now)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(type="service_account_id_token", account=self._email,
+                    token_uri=self._token_uri, audience=self._audience)
+        return info
+
+    def _describe(self) -> str:
+        return f"email={self._email!r} audience={self._audience!r}"
 
 
 def _done(token: Token) -> Flow[Token]:

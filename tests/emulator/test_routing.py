@@ -27,8 +27,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "emulator.md"
 #: The documented ``counts`` keys (docs/emulator.md): users' tests assert on these names.
 DOCUMENTED_COUNTS = {"token", "token_issued", "metadata", "metadata_token",
                      "metadata_token_issued", "metadata_identity", "api", "tokeninfo", "revoke",
-                     "auth", "approve", "device_code", "device_page", "certs", "ping", "echo"}
-DOCUMENTED_GROUPS = {"token", "metadata", "api", "revoke", "tokeninfo", "device_code"}
+                     "auth", "approve", "device_code", "device_page", "certs", "ping", "echo",
+                     "generateAccessToken", "generateIdToken", "signBlob", "signJwt"}
+DOCUMENTED_GROUPS = {"token", "metadata", "api", "revoke", "tokeninfo", "device_code", "iam"}
 
 
 def request(method: str, path: str, body: bytes = b"", **headers: str) -> Request:

@@ -11,7 +11,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from gcauth._http import Flow, Headers, HttpRequest, HttpResponse, Sleep
+from gcauth._http import Flow, Headers, HttpRequest, HttpResponse, Join, Sleep
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
 
@@ -62,15 +62,33 @@ def reply(status: int = 200, body: Any = None, headers: dict[str, str] | None = 
 
 def drive(flow: Flow[Any], answer: Callable[[HttpRequest], HttpResponse | Exception],
           ) -> tuple[Any, list[HttpRequest], list[float]]:
-    """Run a flow with a fake server; returns (result, requests seen, sleeps)."""
+    """Run a flow with a fake server; returns (result, requests seen, sleeps). A ``Join``
+    (another credential's token) is answered the way ``run_sync`` answers it, through the
+    same fake server."""
     requests: list[HttpRequest] = []
     sleeps: list[float] = []
+
+    def send(request: HttpRequest) -> HttpResponse:
+        requests.append(request)
+        result = answer(request)
+        if isinstance(result, Exception):
+            raise result
+        return result
+
     try:
         step = next(flow)
         while True:
             if isinstance(step, Sleep):
                 sleeps.append(step.seconds)
                 step = flow.send(None)
+                continue
+            if isinstance(step, Join):
+                try:
+                    joined = step.sync(send)
+                except Exception as exc:  # noqa: BLE001 - thrown in, as run_sync does
+                    step = flow.throw(exc)
+                    continue
+                step = flow.send(joined)
                 continue
             requests.append(step)
             result = answer(step)

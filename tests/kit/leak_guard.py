@@ -106,7 +106,8 @@ def secret_leak_guard() -> Iterator[_LeakGuard]:
 
     def recording_create(self: Any, *args: Any, **kwargs: Any) -> Any:
         info = original_create(self, *args, **kwargs)
-        _GUARD.private_keys.append(info["private_key"])
+        if "private_key" in info:  # keyless accounts (with_key=False) have none
+            _GUARD.private_keys.append(info["private_key"])
         return info
 
     exceptions.GCAuthError.__init__ = recording_init  # type: ignore[method-assign]

@@ -153,9 +153,9 @@ def test_no_import_cycle_in_gcauth() -> None:
 LAYERS: list[tuple[str, ...]] = [
     ("gcauth.cli", "gcauth.emulator", "gcauth.compat"),
     ("gcauth.transport",),
-    ("gcauth._default", "gcauth.flow", "gcauth._loopback", "gcauth.oauth2"),
+    ("gcauth._default", "gcauth.flow", "gcauth._loopback", "gcauth.oauth2", "gcauth.id_token"),
     ("gcauth.credentials", "gcauth.service_account", "gcauth.authorized_user",
-     "gcauth.compute_engine"),
+     "gcauth.compute_engine", "gcauth.impersonated_credentials", "gcauth.iam"),
     ("gcauth.tokens",),
     ("gcauth._protocol",),
     ("gcauth._sender", "gcauth._urllib3", "gcauth._http", "gcauth._retry", "gcauth._files",

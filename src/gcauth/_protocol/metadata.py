@@ -25,6 +25,7 @@ __all__ = [
     "FLAVOR_HEADER",
     "Residency",
     "fetch_flow",
+    "identity_flow",
     "info_flow",
     "ping_flow",
     "project_id_flow",
@@ -167,6 +168,29 @@ def token_flow(host: str, account: str, scopes: Sequence[str] | None, *,
             access_token=access_token, expires_in=expires_in, token_type="Bearer",
             refresh_token=None, scope=tuple(scopes) if scopes else None, id_token=None,
             raw=data)
+
+    return with_retries(attempt, retry or _RETRY)
+
+
+def identity_flow(host: str, account: str, audience: str, *, full: bool = True,
+                  timeout: float = 3.0, retry: RetryPolicy | None = None) -> Flow[str]:
+    """Flow: an ID token for ``audience`` from the metadata server's identity endpoint
+    (``format=full`` adds the instance's details), checked as a bearer token."""
+    path = f"instance/service-accounts/{account}/identity"
+    params = {"audience": audience, "format": "full" if full else "standard"}
+    request = get_request(host, path, params=params, timeout=timeout)
+
+    def attempt() -> Flow[str]:
+        response = yield request
+        assert response is not None
+        check(response, request.endpoint)
+        token = response.body.decode("ascii", "replace").strip()
+        if not is_b64token(token) or token.count(".") != 2:
+            raise RefreshError(
+                f"metadata server {request.endpoint} sent an identity token that is not a JWT "
+                "in bearer-token syntax; it was not used. Fix: check GCE_METADATA_HOST points "
+                "at a metadata server.", endpoint=request.endpoint)
+        return token
 
     return with_retries(attempt, retry or _RETRY)
 

@@ -51,6 +51,9 @@ def register(commands: Any) -> None:
     _register_print_access_token(adc_commands)
     _register_revoke(adc_commands)
     _register_set_quota_project(adc_commands)
+    from . import _identity
+
+    _identity.register(auth_commands)  # gcauth auth print-identity-token
 
 
 # -- login --------------------------------------------------------------------------------
@@ -90,6 +93,11 @@ def _register_login(commands: Any) -> None:
         "--quota-project", metavar="PROJECT", default=None,
         help="project to bill for API quota, saved as quota_project_id")
     parser.add_argument(
+        "--impersonate-service-account", metavar="[DELEGATE,...,]SA", default=None,
+        help="save credentials that impersonate this service account with your login (an "
+             "impersonated_service_account file, as gcloud writes it; the last email is the "
+             "account, the ones before it the delegation chain)")
+    parser.add_argument(
         "--timeout", metavar="SECONDS", type=seconds, default=LOGIN_TIMEOUT,
         help=f"give up waiting for the browser after this long (default {LOGIN_TIMEOUT:g})")
     parser.set_defaults(handler=run_login, mode="browser")
@@ -128,6 +136,11 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
             "writes DIR/client_secrets.json.")
     scopes = parse_scopes(args.scopes, DEFAULT_SCOPES)
     quota = check_project(args.quota_project, "--quota-project") if args.quota_project else None
+    chain = None
+    if args.impersonate_service_account:  # checked before the sign-in, not after
+        from ._identity import parse_chain
+
+        chain = parse_chain(args.impersonate_service_account)
     mode = args.mode
     flow: DeviceFlow | InstalledAppFlow
     if mode == "device":
@@ -163,11 +176,21 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
     if quota:
         credentials = credentials.with_quota_project(quota)
     path = _default.well_known_file()
-    _save_or_revoke(path, credentials, flow.client_config.revoke_uri)
+    data = None
+    if chain is not None:
+        from ._identity import impersonation_file
+
+        data = impersonation_file(json.loads(credentials.to_json()), chain[0], chain[1],
+                                  credentials.token_uri)
+    _save_or_revoke(path, credentials, flow.client_config.revoke_uri, data)
     who = f" for {terminal_safe(credentials.account)}" if credentials.account else ""
     out.write(f"\nCredentials saved to file: [{path}]{who}\n\n"
               "These credentials will be used by any library that requests Application "
               "Default Credentials (ADC).\n")
+    if chain is not None:
+        via = f" (through {', '.join(chain[1])})" if chain[1] else ""
+        out.write(f"They impersonate {chain[0]}{via}: your account needs the Service Account "
+                  "Token Creator role on it.\n")
     if quota:
         out.write(f'Quota project "{quota}" was added to ADC and will be billed for API '
                   "quota.\n")
@@ -179,13 +202,16 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
     return 0
 
 
-def _save_or_revoke(path: Path, credentials: Any, revoke_uri: str | None) -> None:
-    """Write the new login to ``path``; if that fails, revoke its refresh token rather than
-    leave a live grant nobody holds, and say so in one line."""
+def _save_or_revoke(path: Path, credentials: Any, revoke_uri: str | None,
+                    data: dict[str, Any] | None = None) -> None:
+    """Write the new login (or ``data``, the file that wraps it) to ``path``; if that fails,
+    revoke its refresh token rather than leave a live grant nobody holds, and say so in one
+    line."""
     from .. import _files
 
     try:
-        _files.write_private_json(path, json.loads(credentials.to_json()))
+        _files.write_private_json(path, data if data is not None
+                                  else json.loads(credentials.to_json()))
         return
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__

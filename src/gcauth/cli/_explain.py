@@ -52,7 +52,9 @@ def register(commands: Any) -> None:
 
 _KIND_TEXT = {"authorized_user": "authorized_user (a user account)",
               "service_account": "service_account (a service account key)",
-              "compute_engine": "compute_engine (the VM's attached service account)"}
+              "compute_engine": "compute_engine (the VM's attached service account)",
+              "impersonated_service_account":
+                  "impersonated_service_account (a service account, impersonated)"}
 
 
 def build_report(scopes: list[str] | None, fetch_token: bool,
@@ -95,6 +97,9 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
         "token_uri": info.get("token_uri"),
         "token": None,
     })
+    if info.get("chain"):  # impersonation: who acts as whom, through which delegates
+        report["impersonation"] = {"chain": info["chain"], "iam_endpoint":
+                                   info.get("iam_endpoint"), "source": info.get("source")}
     if fetch_token:
         try:
             token = credentials.get_token()
@@ -139,6 +144,9 @@ def render(report: dict[str, Any]) -> str:
         row("scopes", " ".join(scopes) if scopes else "all granted at login")
         if report.get("token_uri"):
             row("token endpoint", report["token_uri"])
+        if report.get("impersonation"):
+            row("impersonation", " -> ".join(report["impersonation"]["chain"]))
+            row("IAM endpoint", report["impersonation"]["iam_endpoint"])
         token = report.get("token")
         if token is None:
             row("token", "not fetched (--no-token)")

@@ -41,6 +41,8 @@ class Config:
     idle_timeout: float = 60.0
     write_timeout: float = 10.0
     max_connections: int = 1000
+    #: ``Cache-Control: max-age`` of the certificate documents (``/oauth2/v1/certs``...)
+    certs_max_age: int = 3600
 
     @property
     def token_uri(self) -> str:

@@ -213,6 +213,16 @@ class Emulator:
         return self.url + "/oauth2/v3/certs"
 
     @property
+    def pem_certs_uri(self) -> str:
+        """``{kid: PEM certificate}`` of the key that signs the emulator's ID tokens."""
+        return self.url + "/oauth2/v1/certs"
+
+    @property
+    def iam_endpoint(self) -> str:
+        """Base URL of the IAM Credentials API (``iam_endpoint_override=``)."""
+        return self.url
+
+    @property
     def api_url(self) -> str:
         """Base URL of the sample API (``{api_url}/sql/v1beta4/projects/P/instances``)."""
         return self.url
@@ -249,15 +259,23 @@ class Emulator:
         project_id: str = "emu-project",
         domain_wide_delegation: bool = False,
         name: str | None = None,
+        *,
+        with_key: bool = True,
     ) -> dict[str, str]:
         """Create a service account (or a new key for an existing ``name``) and return a
-        dict shaped exactly like a Google service-account JSON key file."""
-        sa, key = self._state.new_service_account(project_id, name, domain_wide_delegation)
-        return {
+        dict shaped exactly like a Google service-account JSON key file.
+
+        ``with_key=False`` creates a keyless account (as organisations with
+        ``iam.disableServiceAccountKeyCreation`` have them): the same dict without
+        ``private_key`` and ``private_key_id``; such an account is reached through
+        impersonation (:meth:`grant_token_creator`)."""
+        sa, key = self._state.new_service_account(project_id, name, domain_wide_delegation,
+                                                  with_key)
+        info = {
             "type": "service_account",
             "project_id": project_id,
-            "private_key_id": key.kid,
-            "private_key": key.private_pem(),
+            "private_key_id": key.kid if key is not None else "",
+            "private_key": key.private_pem() if key is not None else "",
             "client_email": sa.email,
             "client_id": sa.unique_id,
             "auth_uri": self.auth_uri,
@@ -266,6 +284,29 @@ class Emulator:
             "client_x509_cert_url": self.url + "/robot/v1/metadata/x509/" + quote(sa.email),
             "universe_domain": DEFAULT_UNIVERSE_DOMAIN,
         }
+        if key is None:
+            del info["private_key_id"], info["private_key"]
+        return info
+
+    def grant_token_creator(self, member: str, service_account_email: str) -> None:
+        """Give ``member`` (``user:alice@example.com`` or ``serviceAccount:EMAIL``) the
+        Service Account Token Creator role on ``service_account_email``: it may then call
+        the IAM Credentials API (generateAccessToken, generateIdToken, signBlob, signJwt) as
+        that account, or use it as a delegate on the way to another. ``KeyError`` for an
+        account the emulator does not know (the metadata server's instance account is
+        known)."""
+        if not member.startswith(("user:", "serviceAccount:")) or "@" not in member:
+            raise ValueError("member must be 'user:EMAIL' or 'serviceAccount:EMAIL'")
+        sa = self._state.account(service_account_email)
+        if sa is None:
+            raise KeyError(f"unknown service account {service_account_email!r}")
+        with self._state.lock:
+            self._state.token_creators.add((member, sa.email))
+
+    def revoke_token_creator(self, member: str, service_account_email: str) -> None:
+        """Take back :meth:`grant_token_creator` (nothing happens if it was not granted)."""
+        with self._state.lock:
+            self._state.token_creators.discard((member, service_account_email))
 
     def create_oauth_client(
         self,

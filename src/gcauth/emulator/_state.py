@@ -80,6 +80,14 @@ class ServiceAccount:
     unique_id: str
     domain_wide_delegation: bool
     keys: dict[str, SigningKey] = field(default_factory=dict, repr=False)
+    #: the Google-managed key IAM signBlob/signJwt sign with (made on first use; also in
+    #: ``keys``, so the certs endpoints publish it and the token endpoint accepts it)
+    system_key: SigningKey | None = field(default=None, repr=False)
+
+    @property
+    def member(self) -> str:
+        """The IAM member naming this account (``serviceAccount:EMAIL``)."""
+        return "serviceAccount:" + self.email
 
 
 @dataclass
@@ -202,6 +210,9 @@ class State:
         self.pending: dict[str, PendingConsent] = {}
         self.counts: Counter[str] = Counter()
         self.quota_projects_seen: list[str | None] = []
+        #: (member, service account email): ``member`` holds the Service Account Token
+        #: Creator role on the account (IAM Credentials API)
+        self.token_creators: set[tuple[str, str]] = set()
 
     # -- clock ---------------------------------------------------------------
     def now(self) -> float:
@@ -221,13 +232,15 @@ class State:
 
     # -- issuing -------------------------------------------------------------
     def new_service_account(
-        self, project_id: str, name: str | None, domain_wide_delegation: bool
-    ) -> tuple[ServiceAccount, SigningKey]:
-        """Create (or add a key to) a service account and return it with its new key."""
+        self, project_id: str, name: str | None, domain_wide_delegation: bool,
+        with_key: bool = True,
+    ) -> tuple[ServiceAccount, SigningKey | None]:
+        """Create (or add a key to) a service account and return it with its new key
+        (``None`` for a keyless account, ``with_key=False``)."""
         if name is None:
             name = "sa-" + secrets.token_hex(4)
         email = f"{name}@{project_id}.iam.gserviceaccount.com"
-        key = new_signing_key(email)
+        key = new_signing_key(email) if with_key else None
         with self.lock:
             sa = self.service_accounts.get(email)
             if sa is None:
@@ -240,9 +253,38 @@ class State:
                 self.service_accounts[email] = sa
             else:
                 sa.domain_wide_delegation = domain_wide_delegation
-            sa.keys[key.kid] = key
-            self.keys_by_kid[key.kid] = sa
+            if key is not None:
+                sa.keys[key.kid] = key
+                self.keys_by_kid[key.kid] = sa
         return sa, key
+
+    def account(self, name: str) -> ServiceAccount | None:
+        """A service account by email or unique id; the metadata server's instance account
+        exists too (a keyless account, made on first use)."""
+        with self.lock:
+            sa = self.service_accounts.get(name)
+            if sa is not None:
+                return sa
+            for candidate in self.service_accounts.values():
+                if candidate.unique_id == name:
+                    return candidate
+            if name == self.config.metadata_service_account_email:
+                sa = ServiceAccount(email=name, project_id=self.config.metadata_project_id,
+                                    unique_id=numeric_id("sa:" + name),
+                                    domain_wide_delegation=False)
+                self.service_accounts[name] = sa
+                return sa
+        return None
+
+    def system_key(self, sa: ServiceAccount) -> SigningKey:
+        """The Google-managed key of ``sa`` (generated on first use)."""
+        with self.lock:
+            if sa.system_key is None:
+                key = new_signing_key(sa.email)
+                sa.system_key = key
+                sa.keys[key.kid] = key
+                self.keys_by_kid[key.kid] = sa
+            return sa.system_key
 
     def new_client(
         self, kind: str, project_id: str, redirect_uris: tuple[str, ...]
@@ -282,9 +324,12 @@ class State:
         refresh_token: str | None = None,
         access_type: str = "online",
         expired: bool = False,
+        lifetime: float | None = None,
     ) -> tuple[str, int]:
-        """Mint an access token; return it and its ``expires_in``."""
-        lifetime = 0.0 if expired else self.token_lifetime
+        """Mint an access token; return it and its ``expires_in`` (``lifetime``: at most
+        that long, and never longer than ``config.token_lifetime``)."""
+        lifetime = 0.0 if expired else (
+            self.token_lifetime if lifetime is None else min(lifetime, self.token_lifetime))
         value = random_secret(ACCESS_TOKEN_PREFIX, 48)
         with self.lock:
             self.access_tokens[value] = AccessToken(

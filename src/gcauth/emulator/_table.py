@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from functools import partial
 
-from ._apis import consent, control, diagnostics, metadata, sqladmin, token, tokeninfo
+from ._apis import (
+    consent,
+    control,
+    diagnostics,
+    iamcredentials,
+    metadata,
+    sqladmin,
+    token,
+    tokeninfo,
+)
 from ._routing import GOOGLE, OAUTH, PAGES, Route, Router
 
 __all__ = ["ROUTER", "ROUTES"]
@@ -24,6 +33,8 @@ _SA = "/computeMetadata/v1/instance/service-accounts/{sa}"
 _md = partial(Route, api=metadata.METADATA, methods=("GET", "HEAD"), counts="metadata",
               group="metadata")
 _control = partial(Route, api=GOOGLE, local=True, control=True)
+_IAM = "/v1/projects/-/serviceAccounts/{sa}:"
+_iam = partial(Route, api=GOOGLE, methods=POST, group="iam")
 
 ROUTES: tuple[Route, ...] = (
     # -- OAuth 2.0 server (oauth2.googleapis.com) --------------------------------------------
@@ -50,6 +61,7 @@ ROUTES: tuple[Route, ...] = (
     Route("/oauth2/v3/certs", tokeninfo.certs_jwks, counts="certs"),
     Route("/oauth2/v1/certs", tokeninfo.certs_pem, counts="certs"),
     Route("/robot/v1/metadata/x509/{email...}", tokeninfo.robot_certs, counts="certs"),
+    Route("/robot/v1/metadata/jwk/{email...}", tokeninfo.robot_jwks, counts="certs"),
     Route("/.well-known/openid-configuration", tokeninfo.openid_configuration),
     # -- Compute Engine metadata server (metadata.google.internal) -----------------------------
     _md("/", metadata.root),
@@ -68,6 +80,12 @@ ROUTES: tuple[Route, ...] = (
     _md(_SA + "/identity/?", metadata.account_identity,
         counts=("metadata", "metadata_identity")),
     _md("/computeMetadata/{rest...}", metadata.not_found),
+    # -- IAM Service Account Credentials API (iamcredentials.googleapis.com) ------------------
+    _iam(_IAM + "generateAccessToken", iamcredentials.generate_access_token,
+         counts="generateAccessToken"),
+    _iam(_IAM + "generateIdToken", iamcredentials.generate_id_token, counts="generateIdToken"),
+    _iam(_IAM + "signBlob", iamcredentials.sign_blob, counts="signBlob"),
+    _iam(_IAM + "signJwt", iamcredentials.sign_jwt, counts="signJwt"),
     # -- sample Google API: Cloud SQL Admin -------------------------------------------------
     Route("/sql/v1beta4/projects/{project}/instances", sqladmin.list_instances,
           api=sqladmin.SQLADMIN, methods=GET, counts="api", group="api"),

@@ -6,14 +6,18 @@ from __future__ import annotations
 from .._errors import GoogleError, OAuthError
 from .._jwt import JWTError, decode_unverified, verify_signature
 from .._routing import Call
-from .._state import GOOGLE_ISSUER, USERINFO_EMAIL
+from .._state import GOOGLE_ISSUER, USERINFO_EMAIL, ServiceAccount
 from .._wire import BadParams, Reply, form_pairs, json_reply, parse_params
 from ._oauth import DEVICE_CODE_GRANT, JWT_BEARER
 
 __all__ = ["certs_jwks", "certs_pem", "openid_configuration", "revoke", "robot_certs",
-           "tokeninfo"]
+           "robot_jwks", "tokeninfo"]
 
-_CACHE = [("Cache-Control", "max-age=3600")]
+
+def _cache(call: Call) -> list[tuple[str, str]]:
+    """Google's caching headers on certificate documents (``config.certs_max_age``)."""
+    return [("Cache-Control", f"public, max-age={int(call.config.certs_max_age)}, "
+                              "must-revalidate, no-transform")]
 
 
 def _params(call: Call, *, body: bool) -> dict[str, str]:
@@ -84,22 +88,34 @@ def revoke(call: Call) -> Reply:
 
 def certs_jwks(call: Call) -> Reply:
     """``/oauth2/v3/certs``: the ID-token signing key as a JWKS."""
-    return json_reply(200, {"keys": [call.state.signing_key.jwk()]}, _CACHE)
+    return json_reply(200, {"keys": [call.state.signing_key.jwk()]}, _cache(call))
 
 
 def certs_pem(call: Call) -> Reply:
     """``/oauth2/v1/certs``: ``{kid: PEM certificate}`` of the ID-token signing key."""
     key = call.state.signing_key
-    return json_reply(200, {key.kid: key.certificate_pem}, _CACHE)
+    return json_reply(200, {key.kid: key.certificate_pem}, _cache(call))
+
+
+def _robot(call: Call) -> ServiceAccount:
+    email = call.args["email"]
+    sa = call.state.account(email)
+    if sa is None:
+        raise GoogleError(404, f"Unknown service account {email!r}.")
+    return sa
 
 
 def robot_certs(call: Call) -> Reply:
-    """``/robot/v1/metadata/x509/{email}``: a service account's key certificates."""
-    email = call.args["email"]
-    sa = call.state.service_accounts.get(email)
-    if sa is None:
-        raise GoogleError(404, f"Unknown service account {email!r}.")
-    return json_reply(200, {k.kid: k.certificate_pem for k in sa.keys.values()})
+    """``/robot/v1/metadata/x509/{email}``: a service account's key certificates (its
+    uploaded keys and, once IAM signed with it, its Google-managed key)."""
+    sa = _robot(call)
+    return json_reply(200, {k.kid: k.certificate_pem for k in sa.keys.values()}, _cache(call))
+
+
+def robot_jwks(call: Call) -> Reply:
+    """``/robot/v1/metadata/jwk/{email}``: the same keys as a JWK Set."""
+    sa = _robot(call)
+    return json_reply(200, {"keys": [k.jwk() for k in sa.keys.values()]}, _cache(call))
 
 
 def openid_configuration(call: Call) -> Reply:
