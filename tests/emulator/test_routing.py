@@ -27,7 +27,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "emulator.md"
 #: The documented ``counts`` keys (docs/emulator.md): users' tests assert on these names.
 DOCUMENTED_COUNTS = {"token", "token_issued", "metadata", "metadata_token",
                      "metadata_token_issued", "metadata_identity", "api", "tokeninfo", "revoke",
-                     "auth", "approve", "device_code", "device_page", "certs", "ping", "echo"}
+                     "auth", "approve", "device_code", "device_page", "certs", "ping", "echo",
+                     "discovery"}
 DOCUMENTED_GROUPS = {"token", "metadata", "api", "revoke", "tokeninfo", "device_code"}
 
 

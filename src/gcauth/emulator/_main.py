@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -63,6 +64,9 @@ def serve_forever(
         for name, value in emu.env().items():
             out.write(f"export {name}={value}\n")
         if state_dir is not None:
+            # an offline login then writes here, never to the user's real gcloud directory
+            gcloud = Path(state_dir).resolve() / "gcloud"
+            out.write(f"export CLOUDSDK_CONFIG={shlex.quote(str(gcloud))}\n")
             for label, path in _write_state(emu, Path(state_dir)).items():
                 out.write(f"# {label}: {path}\n")
         out.flush()
