@@ -38,7 +38,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 try:
     import google.auth.credentials as _ga
@@ -63,6 +63,7 @@ __all__ = ["Credentials", "RefreshError", "ScopedCredentials", "TransportError",
 
 _QUOTA_HEADER = "x-goog-user-project"
 _UNSET: Any = object()  # "use the gcauth credential's own quota project"
+_KEEP: Any = object()  # "the quota project of the adapter being copied"
 
 
 class RefreshError(_gc_exc.RefreshError, _ga_exc.RefreshError):
@@ -100,6 +101,20 @@ class TransportError(_gc_exc.TransportError, _ga_exc.TransportError):
     @classmethod
     def from_gcauth(cls, error: _gc_exc.TransportError) -> TransportError:
         return cls(str(error), url=error.url, timeout=error.timeout)
+
+
+@overload
+def to_google_auth(credentials: _gc.Credentials, *,
+                   request: Request | None = None) -> Credentials: ...
+
+
+@overload
+def to_google_auth(credentials: _ga.Credentials, *,
+                   request: Request | None = None) -> _ga.Credentials: ...
+
+
+@overload
+def to_google_auth(credentials: object, *, request: Request | None = None) -> _ga.Credentials: ...
 
 
 def to_google_auth(credentials: object, *, request: Request | None = None) -> _ga.Credentials:
@@ -168,11 +183,11 @@ class Credentials(_ga.CredentialsWithQuotaProject, _ga.Signing):
         return self._gcauth
 
     def _copy(self, *, credentials: _gc.Credentials | None = None,
-              request: Request | None = None, quota: Any = None) -> Credentials:
+              request: Request | None = None, quota: Any = _KEEP) -> Credentials:
         gc = self._gcauth if credentials is None else credentials
         kind = ScopedCredentials if isinstance(gc, _gc.Scoped) else Credentials
         return kind(gc, request=self._request if request is None else request,
-                    quota_project_id=self._quota if quota is None else quota)
+                    quota_project_id=self._quota if quota is _KEEP else quota)
 
     # -- google-auth's state ----------------------------------------------------------------
     @property
