@@ -36,9 +36,10 @@ retry rules keep working. Only this module imports google-auth; gcauth's core ne
 from __future__ import annotations
 
 import threading
+import typing
 from collections.abc import Mapping, MutableMapping, Sequence
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
 try:
     import google.auth.credentials as _ga
@@ -51,10 +52,10 @@ except ImportError as _missing:  # pragma: no cover - exercised without the extr
 
 from .. import credentials as _gc
 from .. import exceptions as _gc_exc
-from .._sender import resolve_request
+from .._sender import resolve_request as _resolve_request
 from ..credentials import _checked_quota_project
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from .._http import Request
     from ..tokens import Token
 
@@ -166,7 +167,7 @@ class Credentials(_ga.CredentialsWithQuotaProject, _ga.Signing):
         if not isinstance(credentials, _gc.Credentials):
             to_google_auth(credentials)  # raises the error that says what to pass
         if request is not None:
-            resolve_request(request)  # a wrong kind of object fails here, saying what to pass
+            _resolve_request(request)  # a wrong kind of object fails here, saying what to pass
         self._ready = False
         self._gcauth = credentials
         self._request = request
