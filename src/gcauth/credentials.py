@@ -36,6 +36,11 @@ if typing.TYPE_CHECKING:
     from ._http import AsyncRequest, Flow, Request
     from .tokens import Clock, Token
 
+    #: what token requests may be sent with: a gcauth transport request, or a google-auth
+    #: style ``request(url, method, body, headers, timeout)`` callable (wrapped by
+    #: ``resolve_request``)
+    AnyRequest = Request | typing.Callable[..., typing.Any]
+
 __all__ = ["Credentials", "Scoped", "Signing"]
 
 _C = typing.TypeVar("_C", bound="Credentials")
@@ -123,11 +128,11 @@ class Credentials(abc.ABC):
                 "universe_domain": self.universe_domain}
 
     # -- getting tokens -------------------------------------------------------------------
-    def _fetch_sync(self, request: Request | None) -> Token:
+    def _fetch_sync(self, request: AnyRequest | None) -> Token:
         sender = _resolve_request(request)
         return _http.run_sync(self.token_flow(self._cache.clock()), sender.send)
 
-    def get_token(self, request: Request | None = None, *, fresh: bool = False) -> Token:
+    def get_token(self, request: AnyRequest | None = None, *, fresh: bool = False) -> Token:
         """A usable token: cached when fresh, refreshed (once, for all callers) when not.
 
         A *stale* token (in its refresh window, still valid) is returned at once while a
@@ -150,7 +155,7 @@ class Credentials(abc.ABC):
 
         return await self._cache.aget(fetch, fresh=fresh)
 
-    def refresh(self, request: Request | None = None) -> None:
+    def refresh(self, request: AnyRequest | None = None) -> None:
         """Fetch a new token now (google-auth's ``refresh``); joins a refresh in flight."""
         self._cache.refresh(lambda: self._fetch_sync(request))
 
@@ -183,7 +188,8 @@ class Credentials(abc.ABC):
         return result
 
     def before_request(
-        self, request: Request | None, method: str, url: str, headers: MutableMapping[str, str]
+        self, request: AnyRequest | None, method: str, url: str,
+        headers: MutableMapping[str, str],
     ) -> None:
         """google-auth's hook: make sure a token is valid, then apply it to ``headers``."""
         headers.update(self.headers_for(self.get_token(request)))

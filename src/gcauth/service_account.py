@@ -42,7 +42,7 @@ from .exceptions import MalformedCredentialsError, RefreshError
 from .tokens import Clock, Token
 
 if TYPE_CHECKING:
-    from ._http import Request
+    from .credentials import AnyRequest
 
 __all__ = ["Credentials"]
 
@@ -232,7 +232,8 @@ class Credentials(Scoped, Signing):
 
     # -- libraries that duck-type credentials (gapic clients) -----------------------------
     def before_request(
-        self, request: Request | None, method: str, url: str, headers: MutableMapping[str, str]
+        self, request: AnyRequest | None, method: str, url: str,
+        headers: MutableMapping[str, str],
     ) -> None:
         """google-auth's hook. Without scopes or an audience, sign a JWT for the API host of
         ``url`` (AIP-4111) rather than fail: the library has no other way to say which API
@@ -245,7 +246,7 @@ class Credentials(Scoped, Signing):
                 return
         super().before_request(request, method, url, headers)
 
-    def refresh(self, request: Request | None = None) -> None:
+    def refresh(self, request: AnyRequest | None = None) -> None:
         """Fetch a new token now; for a service account that signs per-host JWTs (see
         :meth:`before_request`), sign those again."""
         signed = self._audience_jwts
