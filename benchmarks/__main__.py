@@ -35,6 +35,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
     if unit == "s":
         return f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
+    if unit == "µs":
+        return f"{value:.1f} µs"
     if unit == "/s":
         return f"{value:,.0f}/s"
     if unit == "requests":
@@ -138,6 +140,12 @@ HOW = """\
   credential, call the emulator's sample API back to back; "expiring" makes each library
   refresh every few seconds (gcauth: 4 s tokens, refreshed in the background once stale;
   google-auth: 229 s tokens, refreshed blocking once under its 3 min 45 s threshold).
+- **google libraries**: google-cloud-storage against the trivial loopback server, built on
+  `to_google_auth(gcauth service account)` or on google-auth's own service-account
+  credential (tokens from the emulator). Herd: 32 threads released by a barrier call
+  `list_buckets()` on one fresh client; the emulator counts token requests. Per call: the
+  whole `list_buckets()` and the credential's `before_request()` alone (token cached),
+  interleaved rounds, ratio paired by round.
 """
 
 
