@@ -80,6 +80,8 @@ def test_calling_it_again_is_harmless_and_wrong_objects_are_named() -> None:
     assert again.token == g.token and sender.count == 1  # one cache behind both
     native = ga_user.Credentials("t")
     assert to_google_auth(native) is native
+    with pytest.raises(UsageError, match="wraps a gcauth credential"):
+        Credentials(native)  # type: ignore[arg-type]
     with pytest.raises(UsageError, match=r"to_google_auth\(\) takes a gcauth credential.*str"):
         to_google_auth("key.json")
     with pytest.raises(UsageError, match=r"requests\.Request\(session\)"):

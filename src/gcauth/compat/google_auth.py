@@ -165,7 +165,11 @@ class Credentials(_ga.CredentialsWithQuotaProject, _ga.Signing):
     def __init__(self, credentials: _gc.Credentials, *, request: Request | None = None,
                  quota_project_id: Any = _UNSET):
         if not isinstance(credentials, _gc.Credentials):
-            to_google_auth(credentials)  # raises the error that says what to pass
+            raise _gc_exc.UsageError(
+                "gcauth.compat.google_auth.Credentials wraps a gcauth credential; got a "
+                f"{type(credentials).__module__}.{type(credentials).__qualname__}. Use "
+                "to_google_auth(credentials), which also passes google-auth credentials "
+                "through unchanged.")
         if request is not None:
             _resolve_request(request)  # a wrong kind of object fails here, saying what to pass
         self._ready = False
