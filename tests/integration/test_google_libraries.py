@@ -329,6 +329,34 @@ def test_googleapiclient_static_discovery_pointed_at_the_emulator(
     assert emu.counts["token_issued"] == 1
 
 
+def test_googleapiclient_refreshes_after_a_401_through_google_auth_httplib2(
+        emu: Emulator, key: dict[str, str]) -> None:
+    g = to_google_auth(sa(key))
+    with discovery.build("sqladmin", "v1beta4", credentials=g,
+                         client_options={"api_endpoint": emu.url}) as service:
+        service.instances().list(project="p").execute()
+        first = service._http.credentials.token  # the scoped copy googleapiclient made
+        emu.expire_access_token(first)  # the API now answers 401 to it
+        reply = service.instances().list(project="p").execute()
+        second = service._http.credentials.token
+    assert reply["items"][0]["name"] == "emu-instance-1"
+    assert second != first and emu.is_access_token_valid(second)
+    assert emu.counts["api"] == 3 and emu.counts["token_issued"] == 2
+
+
+def test_google_auths_own_lookups_go_to_a_closed_loopback_port(
+        emu: Emulator, key: dict[str, str], rest_api: FakeRestApi,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from google.auth import _regional_access_boundary_utils as rab
+
+    assert urlsplit(rab.get_service_account_rab_endpoint("a@b")).hostname == "127.0.0.1"
+    monkeypatch.setenv(
+        "GOOGLE_SDK_EXPERIMENTAL_PYTHON_REGIONAL_ACCESS_BOUNDARY_LOOKUP_ENABLED", "true")
+    client = _storage(rest_api, ga_sa.Credentials.from_service_account_info(key))
+    assert [b.name for b in client.list_buckets()] == ["b1"]  # the lookup fails, quietly
+    client.close()
+
+
 def test_googleapiclient_builds_offline_from_the_emulators_discovery_documents(
         emu: Emulator) -> None:
     user = authorized_user.Credentials.from_authorized_user_info(
