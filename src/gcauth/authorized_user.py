@@ -40,6 +40,7 @@ __all__ = ["Credentials"]
 
 _FIX = f"Run `{LOGIN_COMMAND}` to create a new one."
 _TOKEN_FIX = "Remove the 'token' and 'expiry' fields: a new token is fetched on first use."
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class Credentials(Scoped):
@@ -280,10 +281,12 @@ def _saved_token(info: Mapping[str, Any], source: str) -> tuple[str | None, date
     text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
     try:
         expiry = datetime.fromisoformat(text)
-    except ValueError:
+        if expiry.tzinfo is None:  # google-auth writes naive UTC
+            expiry = expiry.replace(tzinfo=timezone.utc)
+        expiry = expiry.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
         raise MalformedCredentialsError(
             f"{source}: field 'expiry' is not an ISO 8601 time like 2026-01-01T12:00:00Z. "
             f"{_TOKEN_FIX}", source=source, field="expiry") from None
-    if expiry.tzinfo is None:  # google-auth writes naive UTC
-        expiry = expiry.replace(tzinfo=timezone.utc)
-    return token, expiry.astimezone(timezone.utc)
+    # long past is just expired (and keeps the refresh-window arithmetic inside datetime's range)
+    return token, max(expiry, _LONG_AGO)

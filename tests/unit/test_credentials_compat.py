@@ -118,6 +118,15 @@ def test_an_expired_saved_token_reads_as_expired_and_is_refreshed() -> None:
     assert creds.token == "tok-1" and creds.valid and not creds.expired
 
 
+@pytest.mark.parametrize("expiry", ["0001-01-01T00:00:00Z", "1969-07-20T20:17:00",
+                                    "9999-12-31T23:59:59.999999Z"])
+def test_extreme_expiries_are_expired_or_far_away(expiry: str) -> None:
+    creds = authorized_user.Credentials.from_authorized_user_info(
+        user_info(token="ya29.x", expiry=expiry))
+    assert creds.expired is expiry.startswith(("0", "1"))
+    json.loads(creds.to_json())  # and it writes back
+
+
 def test_loaded_credentials_without_a_token_are_expired_as_in_google_auth() -> None:
     loaded = authorized_user.Credentials.from_authorized_user_info(user_info())
     assert loaded.expired and not loaded.valid
@@ -133,6 +142,8 @@ def test_loaded_credentials_without_a_token_are_expired_as_in_google_auth() -> N
     ("token", 42, "'token' is not an access token"),
     ("expiry", "next tuesday", "'expiry' is not an ISO 8601 time"),
     ("expiry", 1767225600, "'expiry' must be a string"),
+    ("expiry", "0001-01-01T00:00:00+01:00", "'expiry' is not an ISO 8601 time"),
+    ("expiry", "9999-12-31T23:59:59-01:00", "'expiry' is not an ISO 8601 time"),
 ])
 def test_a_broken_saved_token_is_a_named_error(field: str, value: object, match: str) -> None:
     info = user_info(token="ya29.ok", expiry="2030-01-01T00:00:00Z")
