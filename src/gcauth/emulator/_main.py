@@ -43,6 +43,11 @@ def serve_forever(
 ) -> int:
     """Start an emulator, print ``export`` lines for it and serve until SIGINT/SIGTERM.
 
+    With ``state_dir``, demo credential files are written there and an
+    ``export CLOUDSDK_CONFIG=<state_dir>/gcloud`` line is printed too, so that a login run
+    from that shell writes its ADC file beside them, not into the user's real gcloud
+    directory.
+
     ``stop_event`` (for embedding/tests) stops it as a signal would.  The fault
     control endpoint is enabled (``control=True``) by default here.  Returns 0.
     """
