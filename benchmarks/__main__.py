@@ -35,6 +35,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
     if unit == "s":
         return f"{value:.3f} s" if value < 1 else f"{value:.2f} s"
+    if unit == "µs":
+        return f"{value:.1f} µs"
     if unit == "/s":
         return f"{value:,.0f}/s"
     if unit == "requests":
@@ -147,6 +149,12 @@ HOW = """\
   `{kid: PEM}` certificates (gcauth `verify_oauth2_token` with a fresh `CertCache` per run, so
   its one fetch is included; google-auth `verify_token`); the floor is bare `cryptography`
   RSA-2048 PKCS#1 v1.5 verification of the same signing inputs, measured in the same rounds.
+- **google libraries**: google-cloud-storage against the trivial loopback server, built on
+  `to_google_auth(gcauth service account)` or on google-auth's own service-account
+  credential (tokens from the emulator). Herd: 32 threads released by a barrier call
+  `list_buckets()` on one fresh client; the emulator counts token requests. Per call: the
+  whole `list_buckets()` and the credential's `before_request()` alone (token cached),
+  interleaved rounds, ratio paired by round.
 """
 
 

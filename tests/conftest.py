@@ -14,9 +14,10 @@ import pytest
 
 from tests.kit.network import CLOSED_METADATA, release_reserved_port
 
-# The test kit's plugins: the secret-leak guard, and the CLI tests' shared fixtures
-# (``client_file``, ``env``), which live beside their helpers.
-pytest_plugins = ["tests.kit.leak_guard", "tests.kit.cli"]
+# The test kit's plugins: the secret-leak guard, the CLI tests' shared fixtures
+# (``client_file``, ``env``) and the Google-library tests' ``block_google_auth_lookups``,
+# which live beside their helpers.
+pytest_plugins = ["tests.kit.leak_guard", "tests.kit.cli", "tests.kit.google"]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,7 +1,8 @@
 """The base of gcauth's small immutable value objects.
 
 Slots, equality and hashing by field, a ``repr`` that leaves out the fields named in
-``_hidden`` (tokens, bodies), and no attribute assignment after ``__init__``. Written by hand
+``_hidden`` (tokens, bodies), no attribute assignment after ``__init__``, and ``pickle`` /
+``copy`` support by field (they would otherwise assign the slots one by one). Written by hand
 rather than with ``dataclasses`` because importing that module (it pulls in ``inspect``) and
 generating the classes cost more than the rest of gcauth's import together.
 """
@@ -38,7 +39,17 @@ class Value:
     def __hash__(self) -> int:
         return hash(self._fields())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), tuple(self.__slots__), self._fields()))
+
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.__slots__
                           if name not in self._hidden)
         return f"{type(self).__name__}({shown})"
+
+
+def _rebuild(cls: type[Value], names: tuple[str, ...], values: tuple[Any, ...]) -> Value:
+    """Unpickle (or copy) a value: the fields it was saved with, set as ``__init__`` does."""
+    value = cls.__new__(cls)
+    value._init(**dict(zip(names, values, strict=True)))
+    return value

@@ -7,6 +7,15 @@ This is what ``gcauth auth application-default login`` (like gcloud's) writes::
 
 ``quota_project_id`` is sent as ``X-Goog-User-Project`` on API requests (AIP-4113).
 The constructor mirrors ``google.oauth2.credentials.Credentials``.
+
+The file may also hold the last access token, as google-auth's ``to_json()`` writes it
+(Google's quickstarts keep one in ``token.json``)::
+
+    {..., "token": "ya29...", "expiry": "2026-01-01T12:00:00.000000Z"}
+
+A token with its expiry is loaded, so an expired one reads as ``expired`` and is refreshed
+rather than sending the user through login again; :meth:`Credentials.to_json` writes them back.
+As in google-auth, credentials loaded from a file with no usable token are ``expired`` too.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from . import _files
+from . import _checks, _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
 from ._http import DEFAULT_TIMEOUT, Flow, checked_timeout
 from ._info import LOGIN_COMMAND, optional_id, optional_str, require_str, require_type
@@ -30,6 +39,8 @@ from .tokens import Clock, Token
 __all__ = ["Credentials"]
 
 _FIX = f"Run `{LOGIN_COMMAND}` to create a new one."
+_TOKEN_FIX = "Remove the 'token' and 'expiry' fields: a new token is fetched on first use."
+_LONG_AGO = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 class Credentials(Scoped):
@@ -69,6 +80,7 @@ class Credentials(Scoped):
         self._retry = retry
         self._timeout = checked_timeout(timeout)
         self._rotation_lock = threading.Lock()
+        self._loaded = False
         if token is not None:
             if expiry is not None and expiry.tzinfo is None:  # google-auth passes naive UTC
                 expiry = expiry.replace(tzinfo=timezone.utc)
@@ -110,8 +122,12 @@ class Credentials(Scoped):
         kwargs.setdefault("account", optional_str(info, "account", source))
         kwargs.setdefault("universe_domain",
                           optional_str(info, "universe_domain", source) or DEFAULT_UNIVERSE_DOMAIN)
-        return cls(None, refresh_token=refresh_token, token_uri=token_uri, client_id=client_id,
-                   client_secret=client_secret, scopes=scopes, **kwargs)
+        token, expiry = _saved_token(info, source)
+        credentials = cls(token, refresh_token=refresh_token, token_uri=token_uri,
+                          client_id=client_id, client_secret=client_secret, scopes=scopes,
+                          expiry=expiry, **kwargs)
+        credentials._loaded = True
+        return credentials
 
     @classmethod
     def from_authorized_user_file(
@@ -156,8 +172,24 @@ class Credentials(Scoped):
     def requires_scopes(self) -> bool:
         return False
 
+    @property
+    def expired(self) -> bool:
+        """Whether the token has expired; as in google-auth, credentials loaded from a file or
+        dict with no usable token are expired too (so ``if creds.expired and
+        creds.refresh_token: creds.refresh(request)`` refreshes them)."""
+        if self._loaded and self._cache.token is None:
+            return True
+        return super().expired
+
     def to_json(self, strip: Sequence[str] | None = None) -> str:
-        """The ADC user file content, as JSON (``strip`` names fields to leave out)."""
+        """The ADC user file content, as JSON (``strip`` names fields to leave out).
+
+        With a current token, ``token`` and ``expiry`` (naive UTC ISO 8601 with a ``Z``, as
+        google-auth writes it) are included, so the quickstart's ``token.json`` keeps its
+        token; google-auth's ``from_authorized_user_info`` reads the result, and
+        :meth:`from_authorized_user_info` reads google-auth's. It holds a refresh token: write
+        it where only its owner can read it (``gcauth`` writes its files with mode 0600).
+        """
         import json
 
         data: dict[str, Any] = {
@@ -174,6 +206,12 @@ class Credentials(Scoped):
             data["account"] = self._account
         if self._universe_domain != DEFAULT_UNIVERSE_DOMAIN:
             data["universe_domain"] = self._universe_domain
+        token = self._cache.token
+        if token is not None:
+            data["token"] = token.access_token
+            if token.expiry is not None:
+                naive = token.expiry.astimezone(timezone.utc).replace(tzinfo=None)
+                data["expiry"] = naive.isoformat() + "Z"
         for name in strip or ():
             data.pop(name, None)
         return json.dumps(data, indent=2, sort_keys=True)
@@ -221,3 +259,34 @@ class Credentials(Scoped):
     def _describe(self) -> str:
         return (f"account={self._account!r} client_id={self._client_id!r} "
                 f"scopes={self._scopes!r} quota_project_id={self._quota_project_id!r}")
+
+
+def _saved_token(info: Mapping[str, Any], source: str) -> tuple[str | None, datetime | None]:
+    """The ``token`` and ``expiry`` a file may hold (google-auth's ``to_json`` writes them);
+    a token without an expiry is not used (google-auth treats it as expired)."""
+    token = info.get("token")
+    if token is None or token == "":
+        return None, None
+    if not _checks.is_b64token(token):
+        raise MalformedCredentialsError(
+            f"{source}: field 'token' is not an access token (letters, digits and -._~+/ "
+            f"only). {_TOKEN_FIX}", source=source, field="token")
+    raw = info.get("expiry")
+    if raw is None or raw == "":
+        return None, None
+    if not isinstance(raw, str):
+        raise MalformedCredentialsError(
+            f"{source}: field 'expiry' must be a string like 2026-01-01T12:00:00Z. "
+            f"{_TOKEN_FIX}", source=source, field="expiry")
+    text = raw[:-1] + "+00:00" if raw.endswith(("Z", "z")) else raw
+    try:
+        expiry = datetime.fromisoformat(text)
+        if expiry.tzinfo is None:  # google-auth writes naive UTC
+            expiry = expiry.replace(tzinfo=timezone.utc)
+        expiry = expiry.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise MalformedCredentialsError(
+            f"{source}: field 'expiry' is not an ISO 8601 time like 2026-01-01T12:00:00Z. "
+            f"{_TOKEN_FIX}", source=source, field="expiry") from None
+    # long past is just expired (and keeps the refresh-window arithmetic inside datetime's range)
+    return token, max(expiry, _LONG_AGO)

@@ -9,12 +9,18 @@ event loops.
 For users of google-auth, the familiar members are here: ``token``, ``expiry``, ``valid``,
 ``expired``, ``refresh(request)``, ``apply(headers)``, ``before_request(...)``,
 ``quota_project_id``, ``with_scopes``, ``with_quota_project``.
+
+Credentials survive :mod:`pickle` and :func:`copy.deepcopy` (multiprocessing, Dask, Beam and
+Spark ship them to workers that way): the copy gets its own token cache and locks, and takes
+the current token along when there is one. A pickle holds everything the credential holds
+(a private key, a refresh token): never unpickle credentials from an untrusted source.
 """
 
 from __future__ import annotations
 
 import abc
 import copy
+import threading
 import typing
 from collections.abc import MutableMapping, Sequence
 from datetime import datetime
@@ -32,11 +38,22 @@ if typing.TYPE_CHECKING:
     from ._http import AsyncRequest, Flow, HttpRequest, HttpResponse, Request
     from .tokens import Clock, Token
 
+    #: what token requests may be sent with: a gcauth transport request, or a google-auth
+    #: style ``request(url, method, body, headers, timeout)`` callable (wrapped by
+    #: ``resolve_request``)
+    AnyRequest = Request | typing.Callable[..., typing.Any]
+
 __all__ = ["Credentials", "Scoped", "Signing"]
 
 _C = typing.TypeVar("_C", bound="Credentials")
 
 _QUOTA_PROJECT_HEADER = "x-goog-user-project"
+
+#: The lock types a credential may hold; a copy (pickle, deepcopy) gets new ones.
+_LOCK_TYPES: dict[type, typing.Callable[[], Any]] = {
+    type(threading.Lock()): threading.Lock, type(threading.RLock()): threading.RLock}
+_LOCK_TYPES_RLOCK = type(threading.RLock())
+_PICKLED = "_gcauth_pickled"
 
 
 class Credentials(abc.ABC):
@@ -113,11 +130,11 @@ class Credentials(abc.ABC):
                 "universe_domain": self.universe_domain}
 
     # -- getting tokens -------------------------------------------------------------------
-    def _fetch_sync(self, request: Request | None) -> Token:
+    def _fetch_sync(self, request: AnyRequest | None) -> Token:
         sender = _resolve_request(request)
         return _http.run_sync(self.token_flow(self._cache.clock()), sender.send)
 
-    def get_token(self, request: Request | None = None, *, fresh: bool = False) -> Token:
+    def get_token(self, request: AnyRequest | None = None, *, fresh: bool = False) -> Token:
         """A usable token: cached when fresh, refreshed (once, for all callers) when not.
 
         A *stale* token (in its refresh window, still valid) is returned at once while a
@@ -140,7 +157,7 @@ class Credentials(abc.ABC):
 
         return await self._cache.aget(fetch, fresh=fresh)
 
-    def refresh(self, request: Request | None = None) -> None:
+    def refresh(self, request: AnyRequest | None = None) -> None:
         """Fetch a new token now (google-auth's ``refresh``); joins a refresh in flight."""
         self._cache.refresh(lambda: self._fetch_sync(request))
 
@@ -189,17 +206,72 @@ class Credentials(abc.ABC):
         return result
 
     def before_request(
-        self, request: Request | None, method: str, url: str, headers: MutableMapping[str, str]
+        self, request: AnyRequest | None, method: str, url: str,
+        headers: MutableMapping[str, str],
     ) -> None:
         """google-auth's hook: make sure a token is valid, then apply it to ``headers``."""
         headers.update(self.headers_for(self.get_token(request)))
 
     # -- copies ---------------------------------------------------------------------------
+    def __copy__(self: _C) -> _C:
+        """A shallow copy that shares everything, the token cache included (``with_*``
+        methods give the copy its own cache)."""
+        clone = type(self).__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        return clone
+
+    def __deepcopy__(self: _C, memo: dict[int, Any]) -> _C:
+        """A copy with its own token cache and locks, holding the current token. The
+        configuration is immutable, so it is shared."""
+        clone = self.__copy__()
+        clone._rebuild_state(self._cache.token, self._cache.clock)
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What :mod:`pickle` stores: the configuration and the current token (if any);
+        never a lock, a cache or an in-flight refresh."""
+        state = dict(self.__dict__)
+        cache: _tokens.TokenCache = state.pop("_cache")
+        locks = []
+        for name, value in list(state.items()):
+            if type(value) in _LOCK_TYPES:
+                locks.append((name, type(value) is _LOCK_TYPES_RLOCK))
+                del state[name]
+        for name in self._unpickled_attributes():
+            state.pop(name, None)
+        clock = cache.clock
+        state[_PICKLED] = {"token": cache.token, "locks": locks,
+                           "clock": None if clock is _tokens.utcnow else clock}
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        saved = state.pop(_PICKLED, None) or {}
+        self.__dict__.update(state)
+        for name, reentrant in saved.get("locks", ()):
+            self.__dict__[name] = threading.RLock() if reentrant else threading.Lock()
+        self._rebuild_state(saved.get("token"), saved.get("clock") or _tokens.utcnow)
+
+    def _unpickled_attributes(self) -> tuple[str, ...]:
+        """Attributes a copy rebuilds instead of carrying (subclasses add their own)."""
+        return ()
+
+    def _rebuild_state(self, token: Token | None, clock: Clock) -> None:
+        """Give a copy (deepcopy, unpickle) its own mutable state: a new token cache holding
+        ``token``, new locks. Subclasses reset what else they keep."""
+        self._cache = _tokens.TokenCache(clock)
+        if token is not None:
+            self._cache.set(token)
+        for name, value in list(self.__dict__.items()):
+            factory = _LOCK_TYPES.get(type(value))
+            if factory is not None:
+                self.__dict__[name] = factory()
+
     def _replace(self: _C, **attributes: Any) -> _C:
         clone = copy.copy(self)
         for name, value in attributes.items():
             setattr(clone, name, value)
-        clone._cache = _tokens.TokenCache(self._cache.clock)
+        clone._rebuild_state(None, self._cache.clock)
         return clone
 
     def with_quota_project(self: _C, quota_project_id: str | None) -> _C:
@@ -211,6 +283,18 @@ class Credentials(abc.ABC):
         clone = self._replace()
         clone._cache = _tokens.TokenCache(clock)
         return clone
+
+    # -- what other libraries ask for -----------------------------------------------------
+    def authorize(self, http: object) -> typing.NoReturn:
+        """oauth2client's ``authorize(http)``, which googleapiclient calls on credentials
+        that are not google-auth's: gcauth credentials do not wrap ``httplib2`` objects.
+        Raises :class:`~gcauth.exceptions.UsageError` saying what to pass instead."""
+        raise _exceptions.UsageError(
+            f"{type(self).__module__}.{type(self).__qualname__} is a gcauth credential, and "
+            "this library (googleapiclient?) asked it to authorize an httplib2 object, which "
+            "only google-auth credentials do: pass "
+            "gcauth.compat.google_auth.to_google_auth(credentials) instead "
+            "(pip install 'gcauth[google]').")
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} {self._describe()}>"

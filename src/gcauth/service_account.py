@@ -12,14 +12,22 @@ Token requests follow RFC 7523 §2.1: a JWT signed with the key's private key (`
 ``exp`` at most one hour later, plus ``sub`` for domain-wide delegation. With an ``audience``
 and no scopes (or ``always_use_jwt_access=True``) no token request is made at all: the
 credential signs a JWT the API accepts directly (AIP-4111).
+
+Google's generated (gapic) clients duck-type credentials: they call :meth:`before_request`
+with each request's URL, and never tell a credential that is not google-auth's their default
+scopes. A service account with neither scopes nor an audience therefore answers
+``before_request`` with a self-signed JWT whose audience is the API host (``https://HOST/``,
+AIP-4111), one per host, instead of failing for want of scopes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping, Sequence
+import threading
+from collections.abc import Collection, Mapping, MutableMapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
@@ -34,7 +42,13 @@ from .credentials import Scoped, Signing, _scope_tuple
 from .exceptions import MalformedCredentialsError, RefreshError
 from .tokens import Clock, Token
 
+if TYPE_CHECKING:
+    from .credentials import AnyRequest
+
 __all__ = ["Credentials", "IDTokenCredentials"]
+
+#: At most this many API hosts keep a cached self-signed JWT (see ``before_request``).
+_MAX_AUDIENCES = 16
 
 _FIX = ("Download a JSON key for the service account (Cloud console: IAM & Admin > Service "
         "accounts > Keys > Add key > Create new key > JSON).")
@@ -77,6 +91,8 @@ class Credentials(Scoped, Signing):
         self._retry = retry
         self._timeout = checked_timeout(timeout)
         self._jwt_header = _jwt.encode_header(signer.key_id)
+        self._audience_jwts: dict[str, Credentials] = {}
+        self._audience_lock = threading.Lock()
 
     # -- constructors ---------------------------------------------------------------------
     @classmethod
@@ -215,6 +231,52 @@ class Credentials(Scoped, Signing):
         return Token(reply.access_token, expiry=reply.expiry(now),
                      scopes=reply.scope or scopes, issued_at=now)
 
+    # -- libraries that duck-type credentials (gapic clients) -----------------------------
+    def before_request(
+        self, request: AnyRequest | None, method: str, url: str,
+        headers: MutableMapping[str, str],
+    ) -> None:
+        """google-auth's hook. Without scopes or an audience, sign a JWT for the API host of
+        ``url`` (AIP-4111) rather than fail: the library has no other way to say which API
+        it calls (see the module docstring)."""
+        if self.requires_scopes:
+            audience = _api_audience(url)
+            if audience is not None:
+                signed = self._for_audience(audience)
+                headers.update(signed.headers_for(signed.get_token(request)))
+                return
+        super().before_request(request, method, url, headers)
+
+    def refresh(self, request: AnyRequest | None = None) -> None:
+        """Fetch a new token now; for a service account that signs per-host JWTs (see
+        :meth:`before_request`), sign those again."""
+        signed = self._audience_jwts
+        if self.requires_scopes and signed:
+            for credentials in signed.values():
+                credentials.refresh(request)
+            return
+        super().refresh(request)
+
+    def _for_audience(self, audience: str) -> Credentials:
+        found = self._audience_jwts.get(audience)
+        if found is None:
+            with self._audience_lock:
+                found = self._audience_jwts.get(audience)
+                if found is None:
+                    found = self.with_audience(audience)
+                    kept = {} if len(self._audience_jwts) >= _MAX_AUDIENCES else \
+                        self._audience_jwts
+                    # copy on write: readers above take no lock
+                    self._audience_jwts = {**kept, audience: found}
+        return found
+
+    def _rebuild_state(self, token: Token | None, clock: Clock) -> None:
+        super()._rebuild_state(token, clock)
+        self._audience_jwts = {}
+
+    def _unpickled_attributes(self) -> tuple[str, ...]:
+        return ("_audience_jwts",)
+
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info.update(type="service_account", account=self._email, token_uri=self._token_uri,
@@ -349,6 +411,25 @@ class IDTokenCredentials(_Base, Signing):
 
     def _describe(self) -> str:
         return f"email={self._email!r} audience={self._audience!r}"
+
+
+def _api_audience(url: object) -> str | None:
+    """``https://HOST/`` for a request URL (gRPC passes ``://HOST/service`` on channels
+    without TLS), or ``None`` when ``url`` names no host."""
+    if not isinstance(url, str):
+        return None
+    if url.startswith("://"):
+        url = "https" + url
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    return f"https://{host}/" if port in (None, 443) else f"https://{host}:{port}/"
 
 
 def _done(token: Token) -> Flow[Token]:

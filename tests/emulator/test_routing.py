@@ -28,7 +28,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "emulator.md"
 DOCUMENTED_COUNTS = {"token", "token_issued", "metadata", "metadata_token",
                      "metadata_token_issued", "metadata_identity", "api", "tokeninfo", "revoke",
                      "auth", "approve", "device_code", "device_page", "certs", "ping", "echo",
-                     "generateAccessToken", "generateIdToken", "signBlob", "signJwt"}
+                     "generateAccessToken", "generateIdToken", "signBlob", "signJwt",
+                     "discovery"}
 DOCUMENTED_GROUPS = {"token", "metadata", "api", "revoke", "tokeninfo", "device_code", "iam"}
 
 

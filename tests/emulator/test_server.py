@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import os
+import shlex
 import signal
 import socket
 import stat
@@ -188,6 +189,9 @@ def test_serve_forever_with_state_dir(tmp_path: Path) -> None:
                     if line.startswith("export GCE_METADATA_HOST="))
         assert f"export GCE_METADATA_IP={host}" in text
         assert f"# token URI: http://{host}/token" in text
+        # an offline login in that shell writes beside the demo files, never to ~/.config
+        gcloud = shlex.quote(str((tmp_path / "st").resolve() / "gcloud"))
+        assert f"export CLOUDSDK_CONFIG={gcloud}" in text.splitlines()
         key = tmp_path / "st" / "service-account.json"
         assert stat.S_IMODE(key.stat().st_mode) == 0o600
         assert json.loads(key.read_text())["type"] == "service_account"

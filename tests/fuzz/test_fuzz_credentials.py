@@ -27,7 +27,7 @@ from .strategies import (
 
 SA_FIELDS = list(sa_info()) + ["universe_domain", "quota_project_id", "auth_uri"]
 USER_FIELDS = list(user_info()) + ["token_uri", "quota_project_id", "scopes", "account",
-                                   "universe_domain"]
+                                   "universe_domain", "token", "expiry"]
 PEM_LIKE = st.one_of(
     st.just(rsa_pem()), st.text(max_size=80),
     st.builds(lambda body: f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----\n",
@@ -41,6 +41,14 @@ URIS = st.one_of(
                      "https://[/", "http://127.0.0.1:bad/", "https://oauth2.googleapis.com\\@x/"]))
 
 
+#: what a saved token's "expiry" may look like (google-auth writes naive UTC + "Z")
+EXPIRIES = st.one_of(
+    st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+    st.datetimes().map(lambda d: d.isoformat() + "Z"),
+    st.sampled_from(["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-23:59", "2026-13-01",
+                     "2026-01-01T00:00:00ZZ", "2026-01-01T00:00:00.1234567Z"]))
+
+
 def mutated(base: dict[str, Any], fields: list[str]) -> st.SearchStrategy[dict[str, Any]]:
     """``base`` with some fields replaced by anything, some removed, some extra keys added."""
     def build(changes: dict[str, Any], removed: list[str], extra: dict[str, Any]) -> dict[str, Any]:
@@ -49,7 +57,7 @@ def mutated(base: dict[str, Any], fields: list[str]) -> st.SearchStrategy[dict[s
             info.pop(name, None)
         return info
 
-    values = field_values | PEM_LIKE | URIS
+    values = field_values | PEM_LIKE | URIS | EXPIRIES
     return st.builds(build, st.dictionaries(st.sampled_from(fields), values, max_size=3),
                      st.lists(st.sampled_from(fields), max_size=2),
                      st.dictionaries(st.text(max_size=8), json_values, max_size=2))
@@ -81,6 +89,22 @@ def test_any_json_value_as_credential_info(info: Any) -> None:
 @given(mutated(sa_info(), SA_FIELDS) | mutated(user_info(), USER_FIELDS))
 def test_near_valid_credential_info(info: dict[str, Any]) -> None:
     only_gcauth_errors(lambda: _load(info))
+
+
+@FUZZ
+@given(field_values | st.text(alphabet="ya29.-_~+/=", max_size=30), EXPIRIES | json_values)
+def test_a_saved_token_and_expiry(token: Any, expiry: Any) -> None:
+    """The quickstart's token.json: whatever its token and expiry, loading gives credentials
+    (whose state, file and headers work) or a gcauth error."""
+    def load_and_use() -> None:
+        creds = authorized_user.Credentials.from_authorized_user_info(
+            user_info(token=token, expiry=expiry))
+        assert isinstance(creds.expired, bool) and isinstance(creds.valid, bool)
+        creds.to_json()
+        if creds.token is not None:
+            creds.apply({})
+
+    only_gcauth_errors(load_and_use)
 
 
 @FUZZ

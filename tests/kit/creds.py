@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
@@ -112,3 +113,35 @@ def body_text(request: HttpRequest) -> str:
 
 def later(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
+
+
+class TokenSender:
+    """A gcauth ``Request`` that answers every token request itself (no socket): access
+    tokens ``tok-1``, ``tok-2``... living ``expires_in`` seconds. ``gate`` (when given) holds
+    each reply until it is set, so concurrent callers pile up; ``status``/``body`` make every
+    reply an error instead."""
+
+    def __init__(self, expires_in: int = 3600, *, gate: threading.Event | None = None,
+                 status: int = 200, body: Any = None):
+        self.expires_in = expires_in
+        self.gate = gate
+        self.status = status
+        self.body = body
+        self.requests: list[HttpRequest] = []
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def send(self, request: HttpRequest) -> HttpResponse:
+        with self._lock:
+            self.requests.append(request)
+            number = len(self.requests)
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.status != 200:
+            return reply(self.status, self.body)
+        return reply(body={"access_token": f"tok-{number}", "expires_in": self.expires_in,
+                           "token_type": "Bearer"})

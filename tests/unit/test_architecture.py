@@ -204,3 +204,29 @@ def test_protocol_modules_are_pure() -> None:
     for path in (SRC / PACKAGE / "_protocol").rglob("*.py"):
         text = path.read_text(encoding="utf-8")
         assert "os.environ" not in text and "/sys/" not in text, path.name
+
+
+#: Top-level names of Google's own libraries (and what they bring): only gcauth.compat
+#: imports them; the core must work without any installed.
+_GOOGLE_LIBRARIES = ("google", "googleapiclient", "google_auth_httplib2", "grpc", "oauth2client")
+
+
+def _foreign_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module)
+    return {name for name in found if name.split(".")[0] in _GOOGLE_LIBRARIES}
+
+
+def test_only_gcauth_compat_imports_googles_libraries() -> None:
+    offenders = {name: sorted(imports) for name, path in _modules().items()
+                 if not (name == "gcauth.compat" or name.startswith("gcauth.compat."))
+                 and (imports := _foreign_imports(path))}
+    assert offenders == {}, f"google-auth & co. imported outside gcauth.compat: {offenders}"
+    # the check sees what it must: the adapter does import google-auth
+    assert "google.auth.credentials" in _foreign_imports(
+        SRC / PACKAGE / "compat" / "google_auth.py")

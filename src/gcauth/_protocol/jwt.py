@@ -103,6 +103,16 @@ class RSASigner:
     def public_key(self) -> rsa.RSAPublicKey:
         return self._key.public_key()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle (and deepcopy) as the PEM key: a key object itself cannot be pickled. The
+        pickle holds the private key, like the key file it came from."""
+        from cryptography.hazmat.primitives import serialization
+
+        pem = self._key.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+        return (RSASigner.from_pem, (pem, self.key_id))
+
     def __repr__(self) -> str:
         return f"RSASigner(key_id={self.key_id!r})"
 

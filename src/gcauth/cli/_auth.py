@@ -210,8 +210,9 @@ def _save_or_revoke(path: Path, credentials: Any, revoke_uri: str | None,
     from .. import _files
 
     try:
-        _files.write_private_json(path, data if data is not None
-                                  else json.loads(credentials.to_json()))
+        # an ADC file as gcloud writes it: no access token in it
+        _files.write_private_json(path, data if data is not None else json.loads(
+            credentials.to_json(strip=("token", "expiry"))))
         return
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__

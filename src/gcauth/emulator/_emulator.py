@@ -355,9 +355,11 @@ class Emulator:
         """Create an OAuth client plus a refresh token for ``account`` and return the
         content of an ADC ``authorized_user`` file.
 
-        The dict also carries ``token_uri`` (the emulator's), which Google's file omits
-        but which google-auth-compatible loaders honour: without it a client would
-        send the refresh token to Google instead of the emulator.
+        The dict also carries ``token_uri`` (the emulator's), which Google's file omits:
+        gcauth honours it and sends the refresh token to the emulator. google-auth does
+        not: its ``from_authorized_user_info`` always uses Google's token URL, so hand
+        Google's libraries ``gcauth.compat.google_auth.to_google_auth(credentials)`` for
+        credentials gcauth loaded from this dict, never google-auth's own loader.
         """
         secrets_ = self.create_oauth_client("installed")["installed"]
         refresh = self.create_refresh_token(secrets_["client_id"], account, scopes)

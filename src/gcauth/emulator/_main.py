@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -42,6 +43,11 @@ def serve_forever(
 ) -> int:
     """Start an emulator, print ``export`` lines for it and serve until SIGINT/SIGTERM.
 
+    With ``state_dir``, demo credential files are written there and an
+    ``export CLOUDSDK_CONFIG=<state_dir>/gcloud`` line is printed too, so that a login run
+    from that shell writes its ADC file beside them, not into the user's real gcloud
+    directory.
+
     ``stop_event`` (for embedding/tests) stops it as a signal would.  The fault
     control endpoint is enabled (``control=True``) by default here.  Returns 0.
     """
@@ -63,6 +69,9 @@ def serve_forever(
         for name, value in emu.env().items():
             out.write(f"export {name}={value}\n")
         if state_dir is not None:
+            # an offline login then writes here, never to the user's real gcloud directory
+            gcloud = Path(state_dir).resolve() / "gcloud"
+            out.write(f"export CLOUDSDK_CONFIG={shlex.quote(str(gcloud))}\n")
             for label, path in _write_state(emu, Path(state_dir)).items():
                 out.write(f"# {label}: {path}\n")
         out.flush()

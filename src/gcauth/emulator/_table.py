@@ -18,6 +18,7 @@ from ._apis import (
     consent,
     control,
     diagnostics,
+    discovery,
     iamcredentials,
     metadata,
     sqladmin,
@@ -89,8 +90,12 @@ ROUTES: tuple[Route, ...] = (
     # -- sample Google API: Cloud SQL Admin -------------------------------------------------
     Route("/sql/v1beta4/projects/{project}/instances", sqladmin.list_instances,
           api=sqladmin.SQLADMIN, methods=GET, counts="api", group="api"),
+    Route("/sql/v1beta3/projects/{project}/instances", sqladmin.list_instances_v1beta3,
+          api=sqladmin.SQLADMIN, methods=GET, counts="api", group="api"),
     Route("/sql/{rest...}", sqladmin.not_found, api=sqladmin.SQLADMIN, counts="api",
           group="api"),
+    Route("/discovery/v1/apis/{api}/{version}/rest", discovery.rest, methods=GET,
+          counts="discovery"),
     # -- diagnostics ------------------------------------------------------------------------
     Route("/ping", diagnostics.ping, counts="ping"),
     Route("/echo", diagnostics.echo, counts="echo"),

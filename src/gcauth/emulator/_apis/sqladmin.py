@@ -1,6 +1,8 @@
 """The sample Google API: Cloud SQL Admin ``instances.list``
-(``GET /sql/v1beta4/projects/{project}/instances``), authenticated like Google's APIs:
-a live access token or a self-signed service-account JWT (AIP-4111)."""
+(``GET /sql/v1beta4/projects/{project}/instances``, and the same under ``v1beta3``, the
+version Google's server-to-server guide uses), authenticated like Google's APIs: a live
+access token or a self-signed service-account JWT (AIP-4111). Its discovery documents are in
+:mod:`.discovery`."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from .._routing import Api, Call, GoogleErrors
 from .._state import CLOUD_PLATFORM, SQLSERVICE_ADMIN
 from .._wire import Reply, json_reply
 
-__all__ = ["SQLADMIN", "list_instances", "not_found"]
+__all__ = ["SQLADMIN", "list_instances", "list_instances_v1beta3", "not_found"]
 
 SQLADMIN_AUDIENCE = "https://sqladmin.googleapis.com/"
 API_SCOPES = frozenset({CLOUD_PLATFORM, SQLSERVICE_ADMIN})
@@ -40,6 +42,16 @@ SQLADMIN = Api("sqladmin", GoogleErrors(), guard=_record_quota_project)
 
 def list_instances(call: Call) -> Reply:
     """``instances.list``: one RUNNABLE instance in ``{project}``."""
+    return _list_instances(call, "v1beta4")
+
+
+def list_instances_v1beta3(call: Call) -> Reply:
+    """``instances.list`` in ``v1beta3``, whose instances also carry ``instance`` (that
+    version's name field)."""
+    return _list_instances(call, "v1beta3")
+
+
+def _list_instances(call: Call, version: str) -> Reply:
     auth = call.req.header("authorization") or ""
     if auth[:7].lower() != "bearer " or not auth[7:].strip():
         raise GoogleError(401, MISSING_CREDENTIAL, [("WWW-Authenticate", _CHALLENGE)])
@@ -59,21 +71,21 @@ def list_instances(call: Call) -> Reply:
                                    "method": "cloudsql.instances.list"}}],
         )
     project = call.args["project"]
-    return json_reply(200, {
-        "kind": "sql#instancesList",
-        "items": [{
-            "kind": "sql#instance",
-            "name": "emu-instance-1",
-            "project": project,
-            "databaseVersion": "POSTGRES_16",
-            "region": "us-central1",
-            "state": "RUNNABLE",
-            "instanceType": "CLOUD_SQL_INSTANCE",
-            "connectionName": f"{project}:us-central1:emu-instance-1",
-            "selfLink": f"{call.config.url}/sql/v1beta4/projects/{quote(project)}"
-                        "/instances/emu-instance-1",
-        }],
-    })
+    instance = {
+        "kind": "sql#instance",
+        "name": "emu-instance-1",
+        "project": project,
+        "databaseVersion": "POSTGRES_16",
+        "region": "us-central1",
+        "state": "RUNNABLE",
+        "instanceType": "CLOUD_SQL_INSTANCE",
+        "connectionName": f"{project}:us-central1:emu-instance-1",
+        "selfLink": f"{call.config.url}/sql/{version}/projects/{quote(project)}"
+                    "/instances/emu-instance-1",
+    }
+    if version == "v1beta3":
+        instance["instance"] = instance["name"]
+    return json_reply(200, {"kind": "sql#instancesList", "items": [instance]})
 
 
 def _check_bearer(call: Call, bearer: str) -> str:
