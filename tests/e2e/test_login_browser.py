@@ -99,7 +99,7 @@ def test_tampered_state_is_refused(client_file: Path, env: dict[str, str], page:
 def test_device_flow_in_the_browser(fresh_emulator: Any, tmp_path: Path, page: Any) -> None:
     fresh_emulator.device_interval = 0.2
     path = tmp_path / "client.json"
-    path.write_text(json.dumps(fresh_emulator.create_oauth_client("installed")))
+    path.write_text(json.dumps(fresh_emulator.create_oauth_client("limited-input")))
     env = cli_env(tmp_path)
     cli = Cli([*LOGIN, "--device", f"--client-id-file={path}"], env)
     verification = cli.wait_for_line(lambda line: line.startswith("http"))

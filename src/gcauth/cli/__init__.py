@@ -4,7 +4,8 @@ Exit codes (documented in the README):
 
 * 0 -- success
 * 1 -- a gcauth error (no credentials, refused refresh, denied login...): one line + a hint
-* 2 -- bad command-line usage
+* 2 -- bad command-line usage (argparse's errors, and option values gcauth cannot use:
+  :class:`~gcauth.exceptions.UsageError`)
 * 130 -- interrupted (Ctrl-C)
 """
 
@@ -54,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except GCAuthError as exc:
+        from ..exceptions import UsageError
         from ._common import terminal_safe
 
         # messages quote servers and files (error_description, account...)
@@ -61,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gcauth: error: {first}", file=sys.stderr)
         if rest:
             print(rest, file=sys.stderr)
-        return EXIT_ERROR
+        # an option value that cannot be used (a non-loopback --host, an unknown scope
+        # name...) is bad usage, like argparse's own errors
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
     except KeyboardInterrupt:
         print("gcauth: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+#: How the demo ends: where to go next (the login walkthrough, against a running emulator).
+NEXT_STEPS = """
+Next: log in with your own (emulated) account, step by step, in docs/login.md:
+  gcauth emulator --state-dir ./emu          # terminal 1: keeps serving
+  gcauth auth application-default login --client-id-file emu/client_secrets.json
+  gcauth explain
+"""
 
 
 def register(commands: Any) -> None:
@@ -149,4 +156,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(f"\nEmulator saw {counts.get('token', 0)} token request(s), "
                   f"{counts.get('metadata_token', 0)} metadata token request(s), "
                   f"{counts.get('api', 0)} API call(s). Demo complete.\n")
+    out.write(NEXT_STEPS)
     return 0
