@@ -60,6 +60,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from . import _files
 from ._endpoints import check_endpoint
 from ._http import Flow, checked_timeout, run_sync
+from ._info import LIMITED_INPUT
 from ._loopback import Page, RedirectServer
 from ._protocol import rfc6749, rfc8628
 from ._protocol.jwt import JWTError
@@ -90,8 +91,6 @@ DEFAULT_TIMEOUT_SECONDS = 300.0
 DEFAULT_SUCCESS_MESSAGE = ("You are signed in. You can close this tab and return to the "
                            "terminal.")
 DEFAULT_PROMPT = "Please visit this URL to authorize this application:\n{url}"
-#: The OAuth client type Google requires for the device flow (Cloud console wording).
-LIMITED_INPUT = "TVs and Limited Input devices"
 DEFAULT_CODE_PROMPT = "Paste the full address of the page you were sent to (or just the code): "
 _FIX_CLIENT = ("download the JSON of an OAuth client of type 'Desktop app' (section "
                "'installed') or 'Web application' (section 'web')")

@@ -139,7 +139,8 @@ def test_login_options_are_validated(client_file: Path, env: dict[str, str]) -> 
     assert code == 2 and "not allowed with" in err
     code, _, err = run_cli(["auth", "application-default", "login", "--quota-project=a b",
                             f"--client-id-file={client_file}"], env)
-    assert code == 1 and "not a project id" in err
+    # an option value gcauth refuses before doing anything is bad usage (README's table)
+    assert code == 2 and "not a project id" in err
 
 
 @pytest.fixture

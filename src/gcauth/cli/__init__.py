@@ -26,7 +26,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _auth, _demo, _emulator, _explain
+    from . import _auth, _config, _demo, _emulator, _explain
 
     parser = argparse.ArgumentParser(
         prog="gcauth",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     _auth.register(commands)
     _explain.register(commands)
+    _config.register(commands)
     _emulator.register(commands)
     _demo.register(commands)
     return parser

@@ -80,6 +80,14 @@ def _resolve() -> Any:
     return res
 
 
+def _project(res: Any) -> str:
+    """The project and where it came from, as ``gcauth explain`` says it."""
+    from ._explain import _project_text
+
+    return _project_text({"project_id": res.project_id, "project_source": res.project_source,
+                          "project_location": res.project_location})
+
+
 def _closed_port() -> int:
     import socket
 
@@ -113,7 +121,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with _environment({**isolated, "GOOGLE_APPLICATION_CREDENTIALS": str(key_path)}):
             res = _resolve()
             out.write(f"    ADC chose: {res.source} -> {type(res.credentials).__module__}; "
-                      f"project {res.project_id} (from {res.project_source})\n")
+                      f"project {_project(res)}\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
 
         # 2. the gcloud well-known file with a user's refresh token and a quota project
@@ -135,7 +143,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with _environment({**isolated, "NO_GCE_CHECK": None, **emu.env()}):
             res = _resolve()
             out.write(f"    ADC chose: {res.source} at {res.source_location}; project "
-                      f"{res.project_id} (from {res.project_source})\n")
+                      f"{_project(res)}\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
 
         # 4. nothing at all: the error a user would see (metadata at a closed loopback port)
