@@ -47,7 +47,8 @@ def check_address(host: str, port: object) -> None:
     what is wrong and one line of how to fix it."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise UsageError(f"--port {port} is not a port number (0 to 65535).\n"
-                         "Fix: give a port such as 8089, or 0 (the default) for any free one.")
+                         "Fix: give a port such as 8089, or --port 0 (the default) for any "
+                         "free one.")
     try:
         _check_loopback(host)
     except ValueError:
