@@ -26,7 +26,7 @@ from typing import Any
 
 from . import _files
 from ._checks import is_header_id
-from ._info import ID_RULE, LOGIN_COMMAND
+from ._info import ID_RULE, LOGIN_COMMAND, WELL_KNOWN
 from ._value import Value
 from .credentials import Credentials, Scoped
 from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError
@@ -69,21 +69,34 @@ class SourceReport(Value):
 
 
 class Resolution:
-    """What :func:`find_default` decided, and why."""
+    """What :func:`find_default` decided, and why.
 
-    __slots__ = ("credentials", "project_id", "project_source", "quota_project_source", "source",
-                 "source_location", "tried")
+    ``project_source`` and ``quota_project_source`` are machine values (for scripts and
+    ``gcauth explain --format json``); ``project_location`` is the file a project came from,
+    when it came from one.
+    """
+
+    __slots__ = ("credentials", "error", "project_id", "project_location", "project_source",
+                 "quota_project_source", "source", "source_location", "tried")
 
     def __init__(self) -> None:
         self.credentials: Credentials | None = None
         self.project_id: str | None = None
         self.source: str | None = None
         self.source_location: str | None = None
+        #: where the project id came from: ``"GOOGLE_CLOUD_PROJECT"``, ``"GCLOUD_PROJECT"``,
+        #: ``"credential_file"`` (its ``project_id``), ``"CLOUDSDK_CORE_PROJECT"``,
+        #: ``"gcloud_config"`` (the properties file in ``project_location``),
+        #: ``"metadata_server"``, or ``None`` (not found)
         self.project_source: str | None = None
-        #: where the quota project came from: ``"quota_project_id argument"``,
-        #: ``"GOOGLE_CLOUD_QUOTA_PROJECT"``, ``"credential file"``, or ``None`` (none set)
+        self.project_location: str | None = None
+        #: where the quota project came from: ``"argument"`` (``quota_project_id=``),
+        #: ``"GOOGLE_CLOUD_QUOTA_PROJECT"``, ``"credential_file"``, or ``None`` (none set)
         self.quota_project_source: str | None = None
         self.tried: list[SourceReport] = []
+        #: with ``find_default(keep_errors=True)``: the error of a source that was found but
+        #: cannot be used (ADC stops there); its report in ``tried`` has outcome ``"broken"``
+        self.error: GCAuthError | None = None
 
     def __repr__(self) -> str:
         return (f"Resolution(source={self.source!r}, project_id={self.project_id!r}, "
@@ -176,7 +189,22 @@ def load_credentials_from_file(
 
 
 # -- discovery ----------------------------------------------------------------------------
-def _from_env(env: Mapping[str, str], res: Resolution, load: Any) -> bool:
+class _Broken(Exception):
+    """A source was found but cannot be used (``find_default(keep_errors=True)``)."""
+
+
+def _broken(res: Resolution, report: SourceReport, error: MalformedCredentialsError,
+            keep: bool) -> _Broken:
+    """Record a source that cannot be used, then raise ``error`` (or, when ``keep``, stop
+    discovery with the error kept in ``res.error``)."""
+    res.tried.append(report)
+    if not keep:
+        raise error from None
+    res.error = error
+    return _Broken()
+
+
+def _from_env(env: Mapping[str, str], res: Resolution, load: Any, keep: bool = False) -> bool:
     path = env.get(ENV_CREDENTIALS)
     if not path:
         res.tried.append(
@@ -185,29 +213,40 @@ def _from_env(env: Mapping[str, str], res: Resolution, load: Any) -> bool:
     try:
         creds, project = load(path)
     except MalformedCredentialsError as exc:
-        raise MalformedCredentialsError(
+        error = MalformedCredentialsError(
             f"{ENV_CREDENTIALS} is set to {path!r}, but that file cannot be used: {exc} "
             f"Fix the file, or unset {ENV_CREDENTIALS} to let ADC look elsewhere.",
-            source=exc.source, field=exc.field) from None
+            source=exc.source, field=exc.field)
+        raise _broken(res, SourceReport(ENV_CREDENTIALS, path, "broken", str(exc)), error,
+                      keep) from None
+    creds._source_via = ENV_CREDENTIALS  # error hints name the variable (and the file)
     res.credentials, res.project_id = creds, project
     res.source, res.source_location = ENV_CREDENTIALS, path
     res.tried.append(SourceReport(ENV_CREDENTIALS, path, "used", _kind(creds)))
     return True
 
 
-def _from_well_known(env: Mapping[str, str], res: Resolution, load: Any) -> bool:
+def _from_well_known(env: Mapping[str, str], res: Resolution, load: Any,
+                     keep: bool = False) -> bool:
     path = well_known_file(env)
     if not path.exists() and not path.is_symlink():
         res.tried.append(SourceReport("gcloud ADC file", str(path), "not found",
                                       f"no such file (create it with `{LOGIN_COMMAND}`)"))
         return False
-    _files.check_link_inside(path, gcloud_config_dir(env), what="gcloud ADC file")
+    try:
+        _files.check_link_inside(path, gcloud_config_dir(env), what="gcloud ADC file")
+    except MalformedCredentialsError as exc:
+        raise _broken(res, SourceReport("gcloud ADC file", str(path), "broken", str(exc)), exc,
+                      keep) from None
     try:
         creds, project = load(path)
     except MalformedCredentialsError as exc:
-        raise MalformedCredentialsError(
+        error = MalformedCredentialsError(
             f"The gcloud ADC file {path} cannot be used: {exc} Run `{LOGIN_COMMAND}` to "
-            "write it again.", source=exc.source, field=exc.field) from None
+            "write it again.", source=exc.source, field=exc.field)
+        raise _broken(res, SourceReport("gcloud ADC file", str(path), "broken", str(exc)),
+                      error, keep) from None
+    creds._source_via = WELL_KNOWN
     res.credentials, res.project_id = creds, project
     res.source, res.source_location = "gcloud ADC file", str(path)
     res.tried.append(SourceReport("gcloud ADC file", str(path), "used", _kind(creds)))
@@ -238,6 +277,26 @@ def _kind(creds: Credentials) -> str:
         f" for {account}" if account else "")
 
 
+def active_config_name(environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """The name of gcloud's active configuration and what chose it:
+    ``CLOUDSDK_ACTIVE_CONFIG_NAME``, the ``active_config`` file, or ``"default"``. The name
+    is returned as found; :func:`is_config_name` says whether gcloud would accept it."""
+    env = os.environ if environ is None else environ
+    if env.get("CLOUDSDK_ACTIVE_CONFIG_NAME"):
+        return env["CLOUDSDK_ACTIVE_CONFIG_NAME"], "CLOUDSDK_ACTIVE_CONFIG_NAME"
+    path = gcloud_config_dir(env) / "active_config"
+    try:
+        name = path.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):  # ValueError: undecodable, or a NUL in the path
+        return "default", "default"
+    return (name, str(path)) if name else ("default", "default")
+
+
+def is_config_name(name: str) -> bool:
+    """gcloud's rule for configuration names (which also keeps paths inside the directory)."""
+    return _CONFIG_NAME.fullmatch(name) is not None
+
+
 def gcloud_project(environ: Mapping[str, str] | None = None) -> tuple[str | None, str | None]:
     """gcloud's ``core/project`` without running gcloud: ``(project, where it came from)``."""
     import configparser
@@ -246,12 +305,7 @@ def gcloud_project(environ: Mapping[str, str] | None = None) -> tuple[str | None
     if env.get("CLOUDSDK_CORE_PROJECT"):
         return env["CLOUDSDK_CORE_PROJECT"], "CLOUDSDK_CORE_PROJECT"
     config = gcloud_config_dir(env)
-    name = env.get("CLOUDSDK_ACTIVE_CONFIG_NAME")
-    if not name:
-        try:
-            name = (config / "active_config").read_text(encoding="utf-8").strip() or "default"
-        except (OSError, ValueError):  # ValueError: undecodable, or a NUL in the path
-            name = "default"
+    name, _ = active_config_name(env)
     if not _CONFIG_NAME.fullmatch(name):  # gcloud's rule; also keeps the path inside config/
         name = "default"
     candidates = [config / "configurations" / f"config_{name}", config / "properties"]
@@ -276,20 +330,32 @@ def find_default(
     default_scopes: Sequence[str] | None = None,
     environ: Mapping[str, str] | None = None,
     metadata_timeout: float | None = None,
+    keep_errors: bool = False,
 ) -> Resolution:
-    """Run ADC discovery and return everything it learned (``explain`` prints this)."""
+    """Run ADC discovery and return everything it learned (``explain`` prints this).
+
+    A credential file that is found but cannot be used ends discovery with an error (ADC
+    never falls through to another identity); with ``keep_errors=True`` it is returned
+    instead, in ``res.error``, with that source reported as ``"broken"`` in ``res.tried``.
+    """
     env = os.environ if environ is None else environ
     res = Resolution()
 
     def load(path: str | os.PathLike[str]) -> tuple[Credentials, str | None]:
         return load_credentials_from_file(path, scopes, default_scopes)
 
-    if not (_from_env(env, res, load) or _from_well_known(env, res, load)
-            or _from_metadata(env, res, request, scopes, default_scopes, metadata_timeout)):
+    try:
+        found = (_from_env(env, res, load, keep_errors)
+                 or _from_well_known(env, res, load, keep_errors)
+                 or _from_metadata(env, res, request, scopes, default_scopes,
+                                   metadata_timeout))
+    except _Broken:
+        return res
+    if not found:
         return res
     assert res.credentials is not None
     if quota_project_id:
-        res.quota_project_source = "quota_project_id argument"
+        res.quota_project_source = "argument"
         res.credentials = res.credentials.with_quota_project(quota_project_id)
     elif env.get("GOOGLE_CLOUD_QUOTA_PROJECT"):
         if not is_header_id(env["GOOGLE_CLOUD_QUOTA_PROJECT"]):
@@ -300,7 +366,7 @@ def find_default(
         res.quota_project_source = "GOOGLE_CLOUD_QUOTA_PROJECT"
         res.credentials = res.credentials.with_quota_project(env["GOOGLE_CLOUD_QUOTA_PROJECT"])
     elif res.credentials.quota_project_id:
-        res.quota_project_source = "credential file"
+        res.quota_project_source = "credential_file"
     file_project = res.project_id
     res.project_id = None
     for var in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):
@@ -309,17 +375,22 @@ def find_default(
             break
     else:
         if file_project:
-            res.project_id, res.project_source = file_project, "credential file project_id"
+            res.project_id, res.project_source = file_project, "credential_file"
+            res.project_location = res.source_location
         else:
             project, where = gcloud_project(env)
-            if project:
-                res.project_id, res.project_source = project, f"gcloud config {where}"
+            if project and where == "CLOUDSDK_CORE_PROJECT":
+                res.project_id, res.project_source = project, "CLOUDSDK_CORE_PROJECT"
+            elif project:
+                res.project_id, res.project_source = project, "gcloud_config"
+                res.project_location = where
             elif res.source == "metadata server":
                 from . import compute_engine
 
                 try:
                     res.project_id = compute_engine.get_project_id(request)
-                    res.project_source = "metadata server project/project-id"
+                    res.project_source = "metadata_server"
+                    res.project_location = res.source_location
                 except GCAuthError:
                     res.project_source = None
     return res

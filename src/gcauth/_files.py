@@ -22,6 +22,7 @@ __all__ = [
     "remove_file_if",
     "remove_stale_temps",
     "write_private_json",
+    "write_private_text",
 ]
 
 #: A service-account key is ~2.4 KB; anything past this is not a credential file.
@@ -319,10 +320,16 @@ def write_private_json(path: str | os.PathLike[str], data: Mapping[str, Any]) ->
     take it for one of those. Failures (a read-only directory, a full disk...) raise
     :class:`OSError` and leave no temporary file behind.
     """
+    write_private_text(path, json.dumps(dict(data), indent=2, sort_keys=True) + "\n")
+
+
+def write_private_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` the way :func:`write_private_json` writes JSON:
+    atomically, mode 0600, in a directory created 0700 if missing (gcloud's properties
+    files, for instance)."""
     target = Path(path)
     make_private_dir(target.parent)
     remove_stale_temps(target)
-    text = json.dumps(dict(data), indent=2, sort_keys=True) + "\n"
     fd, tmp = _new_temp(target)
     try:
         _lock(fd)

@@ -45,27 +45,68 @@ REPLY_TIMEOUT = 60.0
 SEND_GRACE = 3.0
 
 
+#: The look of every browser page gcauth shows: these sign-in pages and the emulator's
+#: consent and device pages (``gcauth.emulator._pages`` uses it too): one card on a grey page.
+PAGE_STYLE = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f1f3f4;
+margin:0;color:#202124;line-height:1.5}
+main{max-width:34rem;margin:3rem auto;background:#fff;border:1px solid #dadce0;
+border-radius:8px;padding:2rem 2.5rem}
+h1{font-size:1.4rem;font-weight:500;margin:0 0 1rem}
+h1#success{color:#137333}h1#failure{color:#b3261e}
+.brand{font-size:.75rem;color:#5f6368;letter-spacing:.05rem;margin-bottom:1rem}
+.badge{display:inline-block;font-size:.75rem;background:#fce8b2;border-radius:4px;
+padding:.1rem .4rem;margin-bottom:1rem}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:1rem 0}
+dl.facts dt{color:#5f6368}dl.facts dd{margin:0;overflow-wrap:anywhere}
+ul.scopes{padding-left:1.2rem}ul.scopes li{margin:.4rem 0}
+code{font-size:.85rem;overflow-wrap:anywhere}
+details.client{font-size:.8rem;color:#5f6368;margin:-.5rem 0 1rem}
+fieldset{border:1px solid #dadce0;border-radius:4px;margin:1rem 0}
+label{display:block;margin:.3rem 0}
+.buttons{display:flex;justify-content:flex-end;gap:.75rem;margin-top:1.5rem}
+button{font-size:.95rem;border-radius:4px;padding:.5rem 1.5rem;cursor:pointer;
+border:1px solid #dadce0;background:#fff;color:#1a73e8}
+button#allow{background:#1a73e8;color:#fff;border-color:#1a73e8}
+input[type=text]{font-size:1.2rem;padding:.4rem;letter-spacing:.1rem;text-transform:uppercase}
+.error{color:#d93025}
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
-    """What the browser is shown: an HTTP status, a title and one paragraph."""
+    """What the browser is shown: an HTTP status, a title, one paragraph and, optionally,
+    labelled facts (``(("Account", "alice@example.com"), ...)``, each with an ``id`` made
+    from its label)."""
 
     status: int
     title: str
     message: str
     ok: bool = False
+    facts: tuple[tuple[str, str], ...] = ()
 
     def render(self) -> bytes:
-        colour = "#137333" if self.ok else "#b3261e"
         element = "success" if self.ok else "failure"
+        facts = ""
+        if self.facts:
+            rows = "".join(
+                f"<dt>{html.escape(label)}</dt><dd id=\"{_fact_id(label)}\">"
+                f"{html.escape(value)}</dd>" for label, value in self.facts)
+            facts = f"<dl class=\"facts\">{rows}</dl>"
         return (
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(self.title)}</title>"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;"
-            f"padding:0 1em;line-height:1.5}}h1{{color:{colour};font-size:1.4em}}</style>"
-            f"</head><body><h1 id=\"{element}\">{html.escape(self.title)}</h1>"
-            f"<p id=\"message\">{html.escape(self.message)}</p></body></html>"
+            f"<style>{PAGE_STYLE}</style></head><body><main>"
+            "<div class=\"brand\">gcauth sign-in</div>"
+            f"<h1 id=\"{element}\">{html.escape(self.title)}</h1>"
+            f"<p id=\"message\">{html.escape(self.message)}</p>{facts}"
+            "</main></body></html>"
         ).encode()
+
+
+def _fact_id(label: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in label.lower()).strip("-") or "fact"
 
 
 NOT_FOUND = Page(404, "Not found", "This address is only used to finish a gcauth sign-in.")

@@ -29,11 +29,20 @@ from typing import Any
 from . import _checks, _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
 from ._http import DEFAULT_TIMEOUT, Flow, checked_timeout
-from ._info import LOGIN_COMMAND, optional_id, optional_str, require_str, require_type
+from ._info import (
+    LOGIN_COMMAND,
+    credential_origin,
+    optional_id,
+    optional_str,
+    relogin_fix,
+    require_str,
+    require_type,
+    unreachable,
+)
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, scopes_param, token_exchange
 from ._retry import RetryPolicy
 from .credentials import Scoped, _scope_tuple
-from .exceptions import MalformedCredentialsError, RefreshError
+from .exceptions import MalformedCredentialsError, RefreshError, TransportError
 from .tokens import Clock, Token
 
 __all__ = ["Credentials"]
@@ -127,6 +136,8 @@ class Credentials(Scoped):
                           client_id=client_id, client_secret=client_secret, scopes=scopes,
                           expiry=expiry, **kwargs)
         credentials._loaded = True
+        if not source.startswith("<"):
+            credentials._source_file = source
         return credentials
 
     @classmethod
@@ -236,11 +247,16 @@ class Credentials(Scoped):
                 self._token_uri, params, retry=self._retry, timeout=self._timeout)
         except RefreshError as exc:
             if exc.error == "invalid_grant":
+                origin = credential_origin(self._source_file, self._source_via)
                 raise RefreshError(
-                    f"{exc} Your login has expired or was revoked: run `{LOGIN_COMMAND}` "
-                    "to log in again.", error=exc.error, error_description=exc.error_description,
+                    f"{exc} Your login{origin} has expired or was revoked: "
+                    f"{relogin_fix(self._source_file, self._source_via)}.", error=exc.error,
+                    error_description=exc.error_description,
                     status=exc.status, endpoint=exc.endpoint, retryable=False) from None
             raise
+        except TransportError as exc:
+            raise unreachable(exc, "the token endpoint", self._source_file,
+                              self._source_via) from None
         if reply.refresh_token and reply.refresh_token != self._refresh_token:
             with self._rotation_lock:  # RFC 6749 §6: the server may rotate the refresh token
                 self._refresh_token = reply.refresh_token

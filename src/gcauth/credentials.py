@@ -116,6 +116,10 @@ class Credentials(abc.ABC):
         return self._universe_domain
 
     _universe_domain: str = _DEFAULT_UNIVERSE_DOMAIN
+    #: The file this credential was read from, and what named it (``"GOOGLE_APPLICATION_
+    #: CREDENTIALS"`` or ``"gcloud ADC file"``), so that error hints name the failing source.
+    _source_file: str | None = None
+    _source_via: str | None = None
 
     def describe(self) -> dict[str, Any]:
         """What this credential is, as JSON-ready data with no secret in it: ``type`` (the

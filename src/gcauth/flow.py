@@ -45,19 +45,22 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import sys
+import threading
 import time
 import webbrowser
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TextIO, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from . import _files
 from ._endpoints import check_endpoint
 from ._http import Flow, checked_timeout, run_sync
+from ._info import LIMITED_INPUT
 from ._loopback import Page, RedirectServer
 from ._protocol import rfc6749, rfc8628
 from ._protocol.jwt import JWTError
@@ -413,6 +416,8 @@ class InstalledAppFlow(_UserFlow):
         authorization_prompt_message: str | None = DEFAULT_PROMPT,
         browser: Callable[[str], object] | None = None,
         out: TextIO | None = None,
+        success_page: Callable[[Credentials], Page | str] | None = None,
+        waiting_message: str | None = None,
         **extra: str,
     ) -> Credentials:
         """Sign in with a browser and a loopback redirect (RFC 8252 §7.3).
@@ -421,20 +426,38 @@ class InstalledAppFlow(_UserFlow):
         browser to the authorization URL (``browser(url)`` if given, else the system browser
         when ``open_browser``) and waits up to ``timeout_seconds`` (``None``: forever) for the
         redirect. ``authorization_prompt_message`` (``{url}`` is replaced) is written to
-        ``out`` (stdout); it is also shown when the system browser cannot be opened.
+        ``out`` (stdout); it is also shown when the system browser cannot be opened, and
+        ``waiting_message`` (if any) once the browser has been sent on its way.
 
-        The browser gets a success page once the tokens are in hand, a failure page
-        otherwise. Raises :class:`FlowError` on denial, an error redirect or the timeout.
-        Redirects with a wrong ``state``, and those whose code the token endpoint does not
-        accept, are refused and the wait goes on (see the module docstring).
-        ``timeout_seconds`` must be a positive, finite number or ``None``
+        The server listens before the browser is launched, and the launch runs beside the
+        wait: a browser command that stays in the foreground until the browser exits (a
+        ``BROWSER`` of your own, a text browser) does not hold up the sign-in.
+
+        A web client (``web`` section) is sent back only to a registered redirect URI, so
+        with ``port=0`` the server listens on the port and path of the client's first
+        registered ``http://localhost:PORT/...`` (or 127.0.0.1) redirect URI, if it has one.
+
+        The browser gets a success page once the tokens are in hand (``success_message``,
+        or what ``success_page(credentials)`` returns: it runs first, so it can save the
+        credentials and say where; if it raises, the browser gets a failure page and the
+        error propagates), a failure page otherwise. Raises :class:`FlowError` on denial, an
+        error redirect or the timeout. Redirects with a wrong ``state``, and those whose code
+        the token endpoint does not accept, are refused and the wait goes on (see the module
+        docstring). ``timeout_seconds`` must be a positive, finite number or ``None``
         (:class:`ValueError` otherwise).
         """
         timeout_seconds = check_timeout(timeout_seconds, "timeout_seconds")
         stream = out if out is not None else sys.stdout
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         refused: set[bytes] = set()  # digests of codes the token endpoint did not accept
-        with RedirectServer(bind_addr=bind_addr, port=port, host=host) as server:
+        path = "/"
+        if self._client.kind == "web" and port == 0:
+            registered = _registered_loopback(self._client.redirect_uris)
+            if registered is not None:
+                host, port, path = registered
+                if host == "::1":
+                    bind_addr = "::1"
+        with RedirectServer(bind_addr=bind_addr, port=port, host=host, path=path) as server:
             self.redirect_uri = server.redirect_uri
             url, _ = self.authorization_url(**extra)
             shown = False
@@ -442,9 +465,11 @@ class InstalledAppFlow(_UserFlow):
                 _say(stream, authorization_prompt_message.format(url=url))
                 shown = True
             if open_browser:
-                opened = browser(url) if browser is not None else _open_system_browser(url)
+                opened = _launch(browser if browser is not None else _open_system_browser, url)
                 if opened is False and not shown:
                     _say(stream, DEFAULT_PROMPT.format(url=url))
+            if waiting_message:
+                _say(stream, waiting_message)
             while True:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -453,13 +478,14 @@ class InstalledAppFlow(_UserFlow):
                                                 else min(remaining, 1.0))
                 if redirect is None:
                     continue
-                credentials = self._answer(redirect, success_message, refused)
+                credentials = self._answer(redirect, success_message, refused, success_page)
                 if credentials is not None:
                     server.finish()
                     return credentials
 
-    def _answer(self, redirect: Any, success_message: str,
-                refused: set[bytes]) -> Credentials | None:
+    def _answer(self, redirect: Any, success_message: str, refused: set[bytes],
+                success_page: Callable[[Credentials], Page | str] | None = None,
+                ) -> Credentials | None:
         """Decide what one loopback request means; respond to the browser accordingly.
 
         ``None`` means "not the sign-in: keep waiting". That is the answer for a redirect
@@ -510,7 +536,19 @@ class InstalledAppFlow(_UserFlow):
             raise FlowError(f"exchanging the authorization code failed: {exc}",
                             error=getattr(exc, "error", None)) from exc
         self._pending = None
-        redirect.respond(Page(200, "Signed in", success_message, ok=True))
+        if success_page is None:
+            redirect.respond(Page(200, "Signed in", success_message, ok=True))
+            return credentials
+        try:
+            page = success_page(credentials)
+        except BaseException as exc:
+            redirect.respond(Page(500, "Sign-in failed",
+                                  f"You signed in, but the sign-in could not be finished: "
+                                  f"{exc if isinstance(exc, GCAuthError) else type(exc).__name__}"
+                                  " See the terminal for details."))
+            raise
+        redirect.respond(page if isinstance(page, Page)
+                         else Page(200, "Signed in", page, ok=True))
         return credentials
 
     # -- a browser elsewhere --------------------------------------------------------------
@@ -529,8 +567,15 @@ class InstalledAppFlow(_UserFlow):
 
         Prints the authorization URL; the user opens it anywhere, approves, and is sent to a
         ``http://localhost:PORT/`` page that does not load. They paste that page's address
-        (or only its ``code``) back; the ``state`` of a pasted address is checked. A paste
-        that cannot be used is asked again, up to ``attempts`` times.
+        (or only its ``code``) back.
+
+        Each paste is checked here before anything is sent: an address must carry a
+        ``code`` (or an ``error``) and this sign-in's ``state``; a bare code must look like
+        one of Google's (``4/...``). A paste that fails is asked for again, ``attempts``
+        pastes in all (3): the last bad one ends the sign-in with a :class:`FlowError`; so do
+        an ``error=`` address of this sign-in (access denied) and the end of input. Only a
+        paste that passed goes to the token endpoint, once: the server's answer ends the
+        sign-in either way.
         """
         stream = out if out is not None else sys.stdout
         ask = input if input is not None else _read_line
@@ -544,7 +589,9 @@ class InstalledAppFlow(_UserFlow):
         _say(stream, authorization_prompt_message.format(url=url))
         _say(stream, "After approving, your browser is sent to a page on localhost that will "
                      "not load; copy its full address from the address bar.")
+        pending = self._require_pending()
         for attempt in range(1, attempts + 1):
+            last = attempt == attempts
             try:
                 pasted = ask(authorization_code_message).strip()
             except EOFError:
@@ -554,23 +601,92 @@ class InstalledAppFlow(_UserFlow):
             try:
                 code = self._code_from_paste(pasted)
             except FlowError as exc:
-                if exc.error in ("state_mismatch", "invalid_request") and attempt < attempts:
-                    _say(stream, f"That did not work: {exc}")
-                    continue
-                raise
-            result: Credentials = self._run(self.token_flow(code))
+                if exc.error not in ("state_mismatch", "invalid_request"):
+                    self._pending = None
+                    raise
+                if last:
+                    self._pending = None
+                    raise FlowError(f"{exc} That was the last of {attempts} tries, so the "
+                                    "sign-in has ended. Fix: run the login again.",
+                                    error=exc.error) from None
+                _say(stream, f"That did not work: {exc} Try again ({attempts - attempt} "
+                             f"{'try' if attempts - attempt == 1 else 'tries'} left).")
+                continue
+            # a paste that passed: the one exchange of this authorization, whatever the answer
+            self._pending = None
+            result: Credentials = self._run(self._exchange_code(pending, code))
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _code_from_paste(self, pasted: str) -> str:
+        """The code in a paste, checked without contacting anyone (see :meth:`run_console`)."""
         if not pasted:
             raise FlowError("nothing was pasted.", error="invalid_request")
-        if "=" in pasted or pasted.lower().startswith(("http://", "https://")):
-            return self.code_from_response(pasted)
-        if any(c.isspace() for c in pasted):
-            raise FlowError("that is not an authorization code or address.",
-                            error="invalid_request")
-        return pasted
+        lowered = pasted.lower()
+        if lowered.startswith(("localhost", "127.0.0.1", "[::1]")):
+            pasted, lowered = "http://" + pasted, "http://" + lowered  # copied without scheme
+        if "=" in pasted or lowered.startswith(("http://", "https://")):
+            params = rfc6749.parse_redirect(pasted)
+            if "code" not in params and "error" not in params:
+                if "client_id" in params or "response_type" in params:
+                    raise FlowError(
+                        "that is the sign-in address itself: open it in a browser, approve, "
+                        "then paste the address of the page the browser is sent to.",
+                        error="invalid_request")
+                raise FlowError("that address has no code; paste the whole address from the "
+                                "browser's address bar.", error="invalid_request")
+            return rfc6749.authorization_code_from(params, self._require_pending().state)
+        code = unquote(pasted)  # a code copied out of the address bar is percent-encoded
+        if not _GOOGLE_CODE.fullmatch(code):
+            raise FlowError("that is neither an authorization code (Google's start with 4/) "
+                            "nor the address of the page you were sent to; paste the whole "
+                            "address from the browser's address bar.", error="invalid_request")
+        return code
+
+
+#: What a bare authorization code from Google looks like: ``4/`` and URL-safe characters.
+_GOOGLE_CODE = re.compile(r"4/[A-Za-z0-9\-._~+/]{1,2048}")
+
+
+def _registered_loopback(uris: Sequence[str]) -> tuple[str, int, str] | None:
+    """``(host, port, path)`` of the first registered ``http://localhost:PORT/...`` (or
+    127.0.0.1 / [::1]) redirect URI with an explicit port, or ``None``."""
+    for uri in uris:
+        try:
+            parts = urlsplit(uri)
+            port = parts.port
+        except ValueError:
+            continue
+        if (parts.scheme == "http" and port and parts.hostname in ("localhost", "127.0.0.1", "::1")
+                and not parts.query and not parts.fragment):
+            return parts.hostname, port, parts.path or "/"
+    return None
+
+
+#: How long the sign-in waits for a browser launcher to report failure before it moves on
+#: (a launcher that is still running after this is taken to have opened a browser).
+LAUNCH_WAIT = 2.0
+
+
+def _launch(opener: Callable[[str], object], url: str) -> object:
+    """Run ``opener(url)`` beside the caller: its result if it returns within
+    :data:`LAUNCH_WAIT` seconds (``False``: no browser could be opened), else ``None``. A
+    launcher that blocks until the browser exits (``webbrowser`` waits for a ``BROWSER``
+    command) keeps running on a daemon thread and never holds up the sign-in."""
+    result: list[object] = []
+    done = threading.Event()
+
+    def launch() -> None:
+        try:
+            result.append(opener(url))
+        except Exception:  # noqa: BLE001 - a broken launcher means "no browser"
+            result.append(False)
+        finally:
+            done.set()
+
+    threading.Thread(target=launch, name="gcauth-browser-launch", daemon=True).start()
+    done.wait(LAUNCH_WAIT)
+    return result[0] if result else None
 
 
 _CODE_REFUSED = Page(
@@ -663,8 +779,25 @@ class DeviceFlow(_UserFlow):
         return self._make_credentials(reply, now)
 
     def start(self) -> DeviceAuthorization:
-        """Ask for a user code; show ``verification_uri`` and ``user_code`` to the user."""
-        result: DeviceAuthorization = self._run(self.authorization_flow())
+        """Ask for a user code; show ``verification_uri`` and ``user_code`` to the user.
+
+        Google serves the device flow only to OAuth clients of type "TVs and Limited Input
+        devices": a Desktop-app or web client gets ``invalid_client`` ("Invalid client
+        type."), raised here as a :class:`FlowError` that says which client is needed."""
+        try:
+            result: DeviceAuthorization = self._run(self.authorization_flow())
+        except RefreshError as exc:
+            if exc.error not in ("invalid_client", "unauthorized_client"):
+                raise
+            said = f" ({exc.error}: {exc.error_description})" if exc.error_description else ""
+            raise FlowError(
+                f"the authorization server refused to start the device flow for the OAuth "
+                f"client in {self._client.source}{said}. Google serves the device flow only "
+                f"to clients of type {LIMITED_INPUT!r}; a 'Desktop app' or 'Web application' "
+                f"client gets this error. Fix: create an OAuth client ID of type "
+                f"{LIMITED_INPUT!r} (Cloud console: APIs & Services > Credentials) and use "
+                "its JSON, or sign in with a browser instead of the device flow.",
+                error=exc.error) from None
         return result
 
     def poll(self, authorization: DeviceAuthorization) -> Credentials:

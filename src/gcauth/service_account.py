@@ -32,14 +32,14 @@ from urllib.parse import urlsplit
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
 from ._http import DEFAULT_TIMEOUT, Flow, checked_timeout
-from ._info import optional_id, optional_str, require_str, require_type
+from ._info import optional_id, optional_str, require_str, require_type, unreachable
 from ._protocol import jwt as _jwt
 from ._protocol.rfc6749 import GOOGLE_TOKEN_URI, token_exchange
 from ._protocol.rfc7523 import JWT_BEARER_GRANT, MAX_LIFETIME, bearer_assertion, self_signed_jwt
 from ._retry import RetryPolicy
 from .credentials import Credentials as _Base
 from .credentials import Scoped, Signing, _scope_tuple
-from .exceptions import MalformedCredentialsError, RefreshError
+from .exceptions import MalformedCredentialsError, RefreshError, TransportError
 from .tokens import Clock, Token
 
 if TYPE_CHECKING:
@@ -126,7 +126,10 @@ class Credentials(Scoped, Signing):
         kwargs.setdefault("universe_domain",
                           optional_str(info, "universe_domain", source) or DEFAULT_UNIVERSE_DOMAIN)
         kwargs.setdefault("client_id", optional_str(info, "client_id", source))
-        return cls(signer, email, token_uri, **kwargs)
+        credentials = cls(signer, email, token_uri, **kwargs)
+        if not source.startswith("<"):
+            credentials._source_file = source
+        return credentials
 
     @classmethod
     def from_service_account_file(
@@ -224,9 +227,13 @@ class Credentials(Scoped, Signing):
         assertion = bearer_assertion(
             self._signer, issuer=self._email, audience=self._token_uri, now=now, scopes=scopes,
             subject=self._subject, header=self._jwt_header)
-        reply = yield from token_exchange(
-            self._token_uri, {"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
-            retry=self._retry, timeout=self._timeout)
+        try:
+            reply = yield from token_exchange(
+                self._token_uri, {"grant_type": JWT_BEARER_GRANT, "assertion": assertion},
+                retry=self._retry, timeout=self._timeout)
+        except TransportError as exc:
+            raise unreachable(exc, "the token endpoint", self._source_file,
+                              self._source_via) from None
         assert reply.access_token is not None
         return Token(reply.access_token, expiry=reply.expiry(now),
                      scopes=reply.scope or scopes, issued_at=now)

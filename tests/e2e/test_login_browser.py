@@ -33,21 +33,34 @@ def call_api(emu: Any, token: str) -> int:
         conn.close()
 
 
-def test_browser_login_then_print_access_token(emulator: Any, client_file: Path,
+def test_browser_login_then_print_access_token(emulator: Any, tmp_path: Path,
                                                env: dict[str, str], page: Any,
                                                artifacts: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    client_file = tmp_path / "named-client.json"
+    client_file.write_text(json.dumps(emulator.create_oauth_client(name="Acme Reports")))
     cli = Cli([*LOGIN, "--no-launch-browser", f"--client-id-file={client_file}",
                "--quota-project=e2e-billing"], env)
     page.goto(cli.url_line())
     page.wait_for_selector("#allow")
     assert page.locator("input[name=account]").count() >= 1
     assert "cloud-platform" in page.content()
+    # the consent page names the application; the long client id stays folded away
+    assert page.inner_text("#app-name") == "Acme Reports"
+    assert page.title() == "Sign in - Acme Reports"
+    assert not page.is_visible("#client-id")
+    heading = page.locator("h1").bounding_box()
+    assert heading is not None and heading["height"] < 80  # one or two lines, no wrapped id
     page.screenshot(path=str(artifacts / "consent.png"), full_page=True)
     page.click("#allow")
     page.wait_for_selector("#success")
     assert "Signed in" in page.title()
-    page.screenshot(path=str(artifacts / "login-success.png"))
+    # the success page names the account and where the credentials were saved
+    assert page.inner_text("#account") == "alice@example.com"
+    assert page.inner_text("#saved-to") == str(adc_path(env))
+    assert page.inner_text("#quota-project") == "e2e-billing"
+    assert page.eval_on_selector("main", "e => getComputedStyle(e).borderRadius") == "8px"
+    page.screenshot(path=str(artifacts / "login-success.png"), full_page=True)
     code, out, err = cli.finish()
     assert code == 0, err
     assert f"Credentials saved to file: [{adc_path(env)}]" in out
@@ -99,7 +112,7 @@ def test_tampered_state_is_refused(client_file: Path, env: dict[str, str], page:
 def test_device_flow_in_the_browser(fresh_emulator: Any, tmp_path: Path, page: Any) -> None:
     fresh_emulator.device_interval = 0.2
     path = tmp_path / "client.json"
-    path.write_text(json.dumps(fresh_emulator.create_oauth_client("installed")))
+    path.write_text(json.dumps(fresh_emulator.create_oauth_client("limited-input")))
     env = cli_env(tmp_path)
     cli = Cli([*LOGIN, "--device", f"--client-id-file={path}"], env)
     verification = cli.wait_for_line(lambda line: line.startswith("http"))

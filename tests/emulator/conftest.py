@@ -52,5 +52,11 @@ def installed(shared_emu: Emulator) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
+def device_client(shared_emu: Emulator) -> dict[str, Any]:
+    """A "TVs and Limited Input devices" client: the kind the device flow needs."""
+    return shared_emu.create_oauth_client("limited-input")["installed"]
+
+
+@pytest.fixture(scope="session")
 def other_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)

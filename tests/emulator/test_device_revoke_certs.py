@@ -34,9 +34,9 @@ def _poll(kit: Kit, client: dict[str, Any], device_code: str) -> Any:
 
 
 # ---------------------------------------------------------------- device flow
-def test_device_code_response(kit: Kit, emu: Emulator, installed: dict[str, Any]) -> None:
+def test_device_code_response(kit: Kit, emu: Emulator, device_client: dict[str, Any]) -> None:
     emu.device_interval = 1
-    body = _start(kit, installed)
+    body = _start(kit, device_client)
     assert set(body) == {"device_code", "user_code", "verification_url", "expires_in",
                          "interval"}
     assert re.fullmatch(r"[A-Z]{4}-[A-Z]{4}", body["user_code"])
@@ -50,55 +50,67 @@ def test_device_code_unknown_client(kit: Kit) -> None:
     assert _err(r) == (401, "invalid_client")
 
 
+@pytest.mark.parametrize("kind", ["installed", "web"])
+def test_the_device_flow_needs_a_limited_input_client(kit: Kit, emu: Emulator,
+                                                      kind: str) -> None:
+    """As at Google: a Desktop-app or web client gets invalid_client "Invalid client type."
+    and no device code, so what works here also works against Google."""
+    client = emu.create_oauth_client(kind)[kind]
+    r = kit.post("/device/code", {"client_id": client["client_id"], "scope": "openid"})
+    assert r.status == 401
+    assert r.json() == {"error": "invalid_client", "error_description": "Invalid client type."}
+    assert emu.counts["device_code"] == 1
+
+
 def test_device_pending_slow_down_then_approved(kit: Kit, emu: Emulator,
-                                                 installed: dict[str, Any]) -> None:
+                                                 device_client: dict[str, Any]) -> None:
     emu.device_interval = 0.15
-    body = _start(kit, installed)
-    assert _err(_poll(kit, installed, body["device_code"])) == (428, "authorization_pending")
-    assert _err(_poll(kit, installed, body["device_code"])) == (403, "slow_down")
+    body = _start(kit, device_client)
+    assert _err(_poll(kit, device_client, body["device_code"])) == (428, "authorization_pending")
+    assert _err(_poll(kit, device_client, body["device_code"])) == (403, "slow_down")
     time.sleep(0.15)
-    assert _err(_poll(kit, installed, body["device_code"])) == (428, "authorization_pending")
+    assert _err(_poll(kit, device_client, body["device_code"])) == (428, "authorization_pending")
     emu.approve_device(body["user_code"].lower().replace("-", ""), account="bob@example.com")
     time.sleep(0.15)
-    r = _poll(kit, installed, body["device_code"])
+    r = _poll(kit, device_client, body["device_code"])
     assert r.status == 200, r.body
     tokens = r.json()
     assert "refresh_token" in tokens and kit.decode(tokens["id_token"])["email"] == (
         "bob@example.com")
     # the device code is single-use
     time.sleep(0.15)
-    assert _err(_poll(kit, installed, body["device_code"])) == (400, "invalid_grant")
+    assert _err(_poll(kit, device_client, body["device_code"])) == (400, "invalid_grant")
 
 
-def test_device_denied(kit: Kit, emu: Emulator, installed: dict[str, Any]) -> None:
+def test_device_denied(kit: Kit, emu: Emulator, device_client: dict[str, Any]) -> None:
     emu.device_interval = 0.05
-    body = _start(kit, installed)
+    body = _start(kit, device_client)
     emu.deny_device(body["user_code"])
-    assert _err(_poll(kit, installed, body["device_code"])) == (403, "access_denied")
+    assert _err(_poll(kit, device_client, body["device_code"])) == (403, "access_denied")
     with pytest.raises(ValueError):
         emu.approve_device(body["user_code"])
     with pytest.raises(KeyError):
         emu.approve_device("ZZZZ-ZZZZ")
 
 
-def test_device_expired(kit: Kit, emu: Emulator, installed: dict[str, Any]) -> None:
+def test_device_expired(kit: Kit, emu: Emulator, device_client: dict[str, Any]) -> None:
     emu.device_expires_in = 0.2
     emu.device_interval = 0.05
-    body = _start(kit, installed)
+    body = _start(kit, device_client)
     time.sleep(0.25)
-    assert _err(_poll(kit, installed, body["device_code"])) == (400, "expired_token")
+    assert _err(_poll(kit, device_client, body["device_code"])) == (400, "expired_token")
 
 
-def test_device_poll_wrong_secret(kit: Kit, installed: dict[str, Any]) -> None:
-    body = _start(kit, installed)
+def test_device_poll_wrong_secret(kit: Kit, device_client: dict[str, Any]) -> None:
+    body = _start(kit, device_client)
     r = kit.post("/token", {"grant_type": DEVICE, "device_code": body["device_code"],
-                            "client_id": installed["client_id"], "client_secret": "x"})
+                            "client_id": device_client["client_id"], "client_secret": "x"})
     assert _err(r) == (401, "invalid_client")
 
 
-def test_device_browser_pages(kit: Kit, emu: Emulator, installed: dict[str, Any]) -> None:
+def test_device_browser_pages(kit: Kit, emu: Emulator, device_client: dict[str, Any]) -> None:
     emu.device_interval = 0.05
-    body = _start(kit, installed)
+    body = _start(kit, device_client)
     entry = kit.get("/device")
     assert entry.status == 200 and 'name="user_code"' in entry.text
     bad = kit.post("/device", {"user_code": "BBBB-BBBB"})
@@ -107,12 +119,12 @@ def test_device_browser_pages(kit: Kit, emu: Emulator, installed: dict[str, Any]
     assert consent.status == 200 and 'id="allow"' in consent.text
     done = kit.approve(consent, "allow", "alice@example.com")
     assert done.status == 200 and 'id="success"' in done.text
-    assert _poll(kit, installed, body["device_code"]).status == 200
+    assert _poll(kit, device_client, body["device_code"]).status == 200
 
-    body2 = _start(kit, installed)
+    body2 = _start(kit, device_client)
     consent2 = kit.post("/device", {"user_code": body2["user_code"]})
     assert 'id="denied"' in kit.approve(consent2, "deny").text
-    assert _err(_poll(kit, installed, body2["device_code"])) == (403, "access_denied")
+    assert _err(_poll(kit, device_client, body2["device_code"])) == (403, "access_denied")
 
 
 # ---------------------------------------------------------------- tokeninfo

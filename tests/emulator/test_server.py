@@ -112,6 +112,12 @@ def test_client_secrets_shape(emu: Emulator) -> None:
     assert list(emu.create_oauth_client("web")) == ["web"]
     with pytest.raises(ValueError):
         emu.create_oauth_client("tv")
+    # "TVs and Limited Input devices": an installed section without redirect URIs, as the
+    # Cloud console downloads it
+    tv = emu.create_oauth_client("limited-input")
+    assert list(tv) == ["installed"]
+    assert {"client_id", "client_secret", "auth_uri", "token_uri", "project_id",
+            "auth_provider_x509_cert_url"} == set(tv["installed"])
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "10.1.2.3", "example.com", "::"])

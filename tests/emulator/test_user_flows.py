@@ -155,6 +155,36 @@ def test_web_client_registered_redirect(kit: Kit, emu: Emulator) -> None:
     assert kit.consent(web["client_id"], "https://app.example.com/other").status == 400
 
 
+@pytest.mark.parametrize("uri", ["http://localhost:8081/oauth2callback",
+                                 "http://localhost:8080/other", "http://127.0.0.1:8080/",
+                                 "http://localhost/"])
+def test_web_client_only_its_registered_loopback_redirect(kit: Kit, emu: Emulator,
+                                                          uri: str) -> None:
+    """Google's rule for web clients: exactly a registered URI, loopback ones included
+    (port and path); the any-port loopback rule of RFC 8252 is for desktop clients only."""
+    web = emu.create_oauth_client("web")["web"]
+    assert web["redirect_uris"] == ["http://localhost:8080/oauth2callback"]
+    assert kit.consent(web["client_id"], "http://localhost:8080/oauth2callback").status == 200
+    page = kit.consent(web["client_id"], uri)
+    assert page.status == 400 and "redirect_uri_mismatch" in page.text
+    assert "Location" not in page.headers
+
+
+def test_consent_page_names_the_application(kit: Kit, emu: Emulator) -> None:
+    named = emu.create_oauth_client(name="Acme <Reports>")["installed"]
+    page = kit.consent(named["client_id"], "http://127.0.0.1:5555/")
+    assert page.status == 200
+    assert '<span id="app-name">Acme &lt;Reports&gt;</span> wants to access' in page.text
+    assert "<title>Sign in - Acme &lt;Reports&gt;</title>" in page.text
+    # the long client id is kept out of the heading, in a collapsed details element
+    heading = page.text[page.text.index("<h1>"):page.text.index("</h1>")]
+    assert named["client_id"] not in heading
+    assert f'<code id="client-id">{named["client_id"]}</code></details>' in page.text
+    default = emu.create_oauth_client()["installed"]
+    assert 'id="app-name">Emulator test app<' in kit.consent(
+        default["client_id"], "http://127.0.0.1:5555/").text
+
+
 def test_unknown_client_error_page(kit: Kit) -> None:
     page = kit.consent("999-nope.apps.googleusercontent.com", "http://127.0.0.1:5/")
     assert page.status == 400 and "invalid_client" in page.text
@@ -265,7 +295,7 @@ def test_code_expires(kit: Kit, emu: Emulator, installed: dict[str, Any]) -> Non
 
 
 def test_web_client_online_gets_no_refresh_token(kit: Kit, emu: Emulator) -> None:
-    web = emu.create_oauth_client("web")["web"]
+    web = emu.create_oauth_client("web", redirect_uris=["http://127.0.0.1:5/"])["web"]
     verifier, challenge = kit.pkce()
     page = kit.consent(web["client_id"], "http://127.0.0.1:5/", challenge=challenge,
                        access_type="online")

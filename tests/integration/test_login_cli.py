@@ -87,7 +87,7 @@ def test_login_with_the_device_flow_and_env_client_file(
         fresh_emulator: Any, tmp_path: Path) -> None:
     fresh_emulator.device_interval = 0.1
     path = tmp_path / "client.json"
-    path.write_text(json.dumps(fresh_emulator.create_oauth_client("installed")))
+    path.write_text(json.dumps(fresh_emulator.create_oauth_client("limited-input")))
     env = cli_env(tmp_path, GCAUTH_CLIENT_ID_FILE=str(path))
     cli = Cli(["auth", "application-default", "login", "--device"], env)
     user_code = device_code_from(cli)
@@ -101,7 +101,7 @@ def test_login_with_the_device_flow_and_env_client_file(
 def test_login_device_denied_writes_nothing(fresh_emulator: Any, tmp_path: Path) -> None:
     fresh_emulator.device_interval = 0.1
     path = tmp_path / "client.json"
-    path.write_text(json.dumps(fresh_emulator.create_oauth_client("installed")))
+    path.write_text(json.dumps(fresh_emulator.create_oauth_client("limited-input")))
     env = cli_env(tmp_path)
     cli = Cli(["auth", "application-default", "login", "--device",
                f"--client-id-file={path}"], env)
@@ -139,7 +139,8 @@ def test_login_options_are_validated(client_file: Path, env: dict[str, str]) -> 
     assert code == 2 and "not allowed with" in err
     code, _, err = run_cli(["auth", "application-default", "login", "--quota-project=a b",
                             f"--client-id-file={client_file}"], env)
-    assert code == 1 and "not a project id" in err
+    # an option value gcauth refuses before doing anything is bad usage (README's table)
+    assert code == 2 and "not a project id" in err
 
 
 @pytest.fixture

@@ -88,11 +88,47 @@ def test_browser_login_gives_working_user_credentials(emulator: Any) -> None:
     assert emulator.quota_projects_seen[-1] == "billing-x"
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_web_client_works_too(emulator: Any) -> None:
-    browser = Browser(lambda url: browser.visit(consent(url)))
-    creds = run(installed(emulator, "web"), browser)
+    """A web client is sent back only to a registered redirect URI (Google's rule, which the
+    emulator enforces): the loopback server listens on the registered port and path."""
+    port = _free_port()
+    client = emulator.create_oauth_client("web",
+                                          redirect_uris=[f"http://localhost:{port}/callback"])
+    seen: list[str] = []
+
+    def script(url: str) -> None:
+        seen.append(url)
+        browser.visit(consent(url))
+
+    browser = Browser(script)
+    creds = run(InstalledAppFlow.from_client_config(client, SCOPES), browser)
     browser.join()
     assert creds.refresh_token
+    assert parse_qs(urlsplit(seen[0]).query)["redirect_uri"] == [
+        f"http://localhost:{port}/callback"]
+
+
+def test_web_client_without_a_loopback_redirect_is_refused_by_the_emulator(
+        emulator: Any) -> None:
+    client = emulator.create_oauth_client("web", redirect_uris=["https://app.example.com/cb"])
+    pages: list[tuple[int, str]] = []
+
+    def visit(url: str) -> None:
+        status, _, body = http_get(url)
+        pages.append((status, body))
+
+    browser = Browser(visit)
+    with pytest.raises(FlowError) as info:
+        run(InstalledAppFlow.from_client_config(client, SCOPES), browser, timeout_seconds=1)
+    browser.join()
+    assert info.value.error == "timeout"
+    assert pages[0][0] == 400 and "redirect_uri_mismatch" in pages[0][1]
 
 
 def test_redirect_uri_is_loopback_on_an_ephemeral_port(emulator: Any) -> None:
@@ -268,7 +304,19 @@ def device_emulator(fresh_emulator: Any) -> Any:
 
 
 def device_flow(emu: Any) -> DeviceFlow:
-    return DeviceFlow.from_client_config(emu.create_oauth_client("installed"), SCOPES)
+    return DeviceFlow.from_client_config(emu.create_oauth_client("limited-input"), SCOPES)
+
+
+@pytest.mark.parametrize("kind", ["installed", "web"])
+def test_device_flow_with_a_desktop_or_web_client_says_which_client_it_needs(
+        device_emulator: Any, kind: str) -> None:
+    flow = DeviceFlow.from_client_config(device_emulator.create_oauth_client(kind), SCOPES)
+    with pytest.raises(FlowError) as info:
+        flow.run(prompt=lambda auth: None)
+    assert info.value.error == "invalid_client"
+    text = str(info.value)
+    assert "TVs and Limited Input devices" in text and "Invalid client type." in text
+    assert device_emulator.counts["device_code"] == 1 and device_emulator.counts["token"] == 0
 
 
 def test_device_flow_approved(device_emulator: Any) -> None:

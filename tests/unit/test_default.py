@@ -74,7 +74,8 @@ def test_project_from_gcloud_config_files(isolated_env: Path) -> None:
     write(config / "active_config", "work")
     write(config / "configurations/config_work", "[core]\naccount = a@b.c\nproject = cfg-proj\n")
     res = _default.find_default()
-    assert res.project_id == "cfg-proj" and "config_work" in (res.project_source or "")
+    assert res.project_id == "cfg-proj" and res.project_source == "gcloud_config"
+    assert "config_work" in (res.project_location or "")
 
 
 def test_cloudsdk_core_project_env(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:

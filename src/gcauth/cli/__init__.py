@@ -4,7 +4,8 @@ Exit codes (documented in the README):
 
 * 0 -- success
 * 1 -- a gcauth error (no credentials, refused refresh, denied login...): one line + a hint
-* 2 -- bad command-line usage
+* 2 -- bad command-line usage (argparse's errors, and option values gcauth cannot use:
+  :class:`~gcauth.exceptions.UsageError`)
 * 130 -- interrupted (Ctrl-C)
 """
 
@@ -25,7 +26,7 @@ EXIT_INTERRUPTED = 130
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import _auth, _demo, _emulator, _explain
+    from . import _auth, _config, _demo, _emulator, _explain
 
     parser = argparse.ArgumentParser(
         prog="gcauth",
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     _auth.register(commands)
     _explain.register(commands)
+    _config.register(commands)
     _emulator.register(commands)
     _demo.register(commands)
     return parser
@@ -54,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except GCAuthError as exc:
+        from ..exceptions import UsageError
         from ._common import terminal_safe
 
         # messages quote servers and files (error_description, account...)
@@ -61,7 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gcauth: error: {first}", file=sys.stderr)
         if rest:
             print(rest, file=sys.stderr)
-        return EXIT_ERROR
+        # an option value that cannot be used (a non-loopback --host, an unknown scope
+        # name...) is bad usage, like argparse's own errors
+        return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR
     except KeyboardInterrupt:
         print("gcauth: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -17,11 +17,14 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..exceptions import DefaultCredentialsError, FlowError, GCAuthError
+from .._info import LIMITED_INPUT
+from ..exceptions import DefaultCredentialsError, FlowError, GCAuthError, UsageError
 from ._common import (
     CLOUD_PLATFORM,
     EXIT_CODES,
+    SCOPE_ALIASES,
     SafeText,
+    expand_scopes,
     formatter,
     parse_scopes,
     seconds,
@@ -32,6 +35,8 @@ from ._common import (
 DEFAULT_SCOPES = ("openid", "https://www.googleapis.com/auth/userinfo.email", CLOUD_PLATFORM)
 CLIENT_ENV = "GCAUTH_CLIENT_ID_FILE"
 LOGIN_TIMEOUT = 300.0
+#: What the loopback modes print while they wait (not with --quiet).
+WAITING = "Waiting for the browser... (Ctrl-C to cancel)"
 
 
 def register(commands: Any) -> None:
@@ -64,20 +69,30 @@ def _register_login(commands: Any) -> None:
         description="Sign in with your own account and save the result where Application "
                     "Default Credentials look for it:\n  $CLOUDSDK_CONFIG/"
                     "application_default_credentials.json (default ~/.config/gcloud/...)\n\n"
-                    "By default a browser opens on this machine and the sign-in returns to a "
-                    "loopback address (RFC 8252).\nWithout a usable browser here, use "
-                    "--no-launch-browser (open the URL yourself on this machine),\n"
-                    "--no-browser (browser on another machine; paste the final address back) "
-                    "or --device\n(enter a code on any device).",
+                    "By default a browser opens on this machine (the BROWSER variable picks "
+                    "which one) and the sign-in\nreturns to a loopback address (RFC 8252). "
+                    "Without a usable browser here, use --no-launch-browser\n(open the URL "
+                    "yourself on this machine), --no-browser (browser on another machine; "
+                    "paste the\nfinal address back) or --device (enter a code on any "
+                    "device).",
         epilog="gcauth has no built-in OAuth client: pass --client-id-file with your OAuth "
-               f"client's JSON\n(type 'Desktop app'), or set {CLIENT_ENV}.\n\n" + EXIT_CODES)
+               f"client's JSON\n(type 'Desktop app'; for --device, type '{LIMITED_INPUT}'), "
+               f"or set {CLIENT_ENV}.\n\n"
+               "The quota project is gcloud's core/project (`gcauth config set project P`), "
+               "as gcloud does;\n--quota-project overrides it, --disable-quota-project leaves "
+               "it out.\n\nShort scope names: " + ", ".join(sorted(SCOPE_ALIASES)) + ",\n"
+               "openid, email, profile; anything else as a full URL.\n\n" + EXIT_CODES)
     parser.add_argument(
         "--client-id-file", metavar="FILE", default=None,
         help=f"the OAuth client's client_secrets.json (default: ${CLIENT_ENV})")
     parser.add_argument(
         "--scopes", metavar="S,...", default=None,
-        help="comma-separated OAuth scopes (default: openid, userinfo.email, cloud-platform)")
+        help="comma-separated OAuth scopes, full URLs or gcloud's short names (default: "
+             "openid, userinfo.email, cloud-platform)")
     mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--launch-browser", dest="mode", action="store_const", const="browser",
+        help="open a browser on this machine (the default)")
     mode.add_argument(
         "--no-launch-browser", dest="mode", action="store_const", const="no-launch",
         help="print the sign-in URL instead of opening a browser; open it in a browser on "
@@ -85,30 +100,43 @@ def _register_login(commands: Any) -> None:
     mode.add_argument(
         "--no-browser", dest="mode", action="store_const", const="console",
         help="for a browser on another machine: print the URL, then paste back the address "
-             "the browser ends on")
+             "the browser ends on. (gcloud's --no-browser instead prints a command to run "
+             "with --remote-bootstrap on a machine that has gcloud and a browser; gcauth "
+             "needs nothing installed there.)")
     mode.add_argument(
         "--device", dest="mode", action="store_const", const="device",
-        help="device flow (RFC 8628): enter a short code at a URL on any device")
-    parser.add_argument(
+        help="device flow (RFC 8628): enter a short code at a URL on any device. Google "
+             f"requires an OAuth client of type '{LIMITED_INPUT}' for it")
+    quota = parser.add_mutually_exclusive_group()
+    quota.add_argument(
         "--quota-project", metavar="PROJECT", default=None,
-        help="project to bill for API quota, saved as quota_project_id")
+        help="project to bill for API quota, saved as quota_project_id (default: gcloud's "
+             "core/project)")
+    quota.add_argument(
+        "--disable-quota-project", action="store_true",
+        help="save no quota project (not even gcloud's core/project)")
+    parser.add_argument(
+        "--timeout", metavar="SECONDS", type=seconds, default=LOGIN_TIMEOUT,
+        help=f"give up waiting for the browser after this long (default {LOGIN_TIMEOUT:g})")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true",
+        help="print only errors, warnings and what you must act on (the URL or code when no "
+             "browser is opened)")
     parser.add_argument(
         "--impersonate-service-account", metavar="[DELEGATE,...,]SA", default=None,
         help="save credentials that impersonate this service account with your login (an "
              "impersonated_service_account file, as gcloud writes it; the last email is the "
              "account, the ones before it the delegation chain)")
-    parser.add_argument(
-        "--timeout", metavar="SECONDS", type=seconds, default=LOGIN_TIMEOUT,
-        help=f"give up waiting for the browser after this long (default {LOGIN_TIMEOUT:g})")
     parser.set_defaults(handler=run_login, mode="browser")
 
 
 def check_project(value: str, option: str) -> str:
     """A quota project is an id (``my-project``) or number; refuse what cannot be one."""
-    if (not value or len(value) > 100
-            or any(c.isspace() or not c.isprintable() or c in "/\\\"'" for c in value)):
-        raise FlowError(f"{option} {value!r} is not a project id. Fix: give an id such as "
-                        "my-project-123.")
+    from .._checks import is_header_id
+
+    if not is_header_id(value) or "/" in value:
+        raise UsageError(f"{option} {terminal_safe(value)[:100]!r} is not a project id. Fix: "
+                         "give an id such as my-project-123.")
     return value
 
 
@@ -119,6 +147,81 @@ def _can_launch_browser() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _login_quota_project(args: argparse.Namespace, err: TextIO) -> tuple[str | None, str]:
+    """The quota project a login saves, and where it came from: ``--quota-project``, else
+    gcloud's ``core/project`` (AIP-4113: "retrieved from gcloud's context"), unless
+    ``--disable-quota-project``."""
+    from .._checks import is_header_id
+    from .._default import gcloud_project
+
+    if args.disable_quota_project:
+        return None, ""
+    if args.quota_project:
+        return check_project(args.quota_project, "--quota-project"), "--quota-project"
+    project, where = gcloud_project()
+    if not project:
+        return None, ""
+    if not is_header_id(project):
+        err.write(f"gcauth: warning: gcloud's core/project in {where} is not a project id, so "
+                  "no quota project was saved; fix it with `gcauth config set project "
+                  "PROJECT`.\n")
+        return None, ""
+    origin = where if where == "CLOUDSDK_CORE_PROJECT" else f"core/project in {where}"
+    return project, f"gcloud's {origin}"
+
+
+class _Login:
+    """What a login does once the flow has credentials: check them, add the quota project,
+    save them (or revoke them if they cannot be saved) and say so."""
+
+    def __init__(self, scopes: list[str], quota: str | None, revoke_uri: str | None,
+                 err: TextIO, chain: tuple[str, list[str]] | None = None):
+        from .. import _default
+
+        self.scopes = scopes
+        self.quota = quota
+        self.chain = chain
+        self.revoke_uri = revoke_uri
+        self.err = err
+        self.path = _default.well_known_file()
+        self.credentials: Any = None
+
+    def save(self, credentials: Any) -> Any:
+        if not credentials.refresh_token:
+            raise FlowError("the server issued no refresh token, so nothing can be saved for "
+                            "later use. Fix: revoke this app's access in your account settings "
+                            "and log in again.")
+        missing = sorted(set(self.scopes) - set(credentials.granted_scopes or self.scopes))
+        if missing:
+            self.err.write(f"gcauth: warning: these scopes were not granted: "
+                           f"{' '.join(missing)}\n")
+        if self.quota:
+            credentials = credentials.with_quota_project(self.quota)
+        data = None
+        if self.chain is not None:
+            from ._identity import impersonation_file
+
+            data = impersonation_file(json.loads(credentials.to_json()), self.chain[0],
+                                      self.chain[1], credentials.token_uri)
+        _save_or_revoke(self.path, credentials, self.revoke_uri, data)
+        self.credentials = credentials
+        return credentials
+
+    def page(self, credentials: Any) -> Any:
+        """The loopback success page: saved first, so that it can say where."""
+        from .._loopback import Page
+
+        credentials = self.save(credentials)
+        account = terminal_safe(credentials.account or "") or "your account"
+        facts = [("Account", account), ("Saved to", str(self.path))]
+        if self.quota:
+            facts.append(("Quota project", self.quota))
+        return Page(200, "Signed in",
+                    f"You are signed in as {account}, and the credentials are saved where "
+                    "Application Default Credentials find them. You can close this tab and "
+                    "return to the terminal.", ok=True, facts=tuple(facts))
+
+
 def run_login(args: argparse.Namespace, out: TextIO | None = None,
               err: TextIO | None = None) -> int:
     from .. import _default
@@ -126,6 +229,7 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
 
     out = out or sys.stdout
     err = err or sys.stderr
+    quiet = args.quiet
     shown = SafeText(out).stream()  # what the flows print comes partly from the server
     client_file = args.client_id_file or os.environ.get(CLIENT_ENV)
     if not client_file:
@@ -134,8 +238,8 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
             "Fix: pass --client-id-file=client_secrets.json (an OAuth client of type 'Desktop "
             f"app'), or set {CLIENT_ENV}. To try it locally: `gcauth emulator --state-dir DIR` "
             "writes DIR/client_secrets.json.")
-    scopes = parse_scopes(args.scopes, DEFAULT_SCOPES)
-    quota = check_project(args.quota_project, "--quota-project") if args.quota_project else None
+    scopes = expand_scopes(parse_scopes(args.scopes, DEFAULT_SCOPES))
+    quota, quota_from = _login_quota_project(args, err)
     chain = None
     if args.impersonate_service_account:  # checked before the sign-in, not after
         from ._identity import parse_chain
@@ -145,59 +249,58 @@ def run_login(args: argparse.Namespace, out: TextIO | None = None,
     flow: DeviceFlow | InstalledAppFlow
     if mode == "device":
         flow = DeviceFlow.from_client_secrets_file(client_file, scopes)
-        credentials = flow.run(out=shown)
+        login = _Login(scopes, quota, flow.client_config.revoke_uri, err, chain)
+        try:
+            credentials = flow.run(out=shown)  # the code is shown even with --quiet
+        except FlowError as exc:
+            if exc.error not in ("invalid_client", "unauthorized_client"):
+                raise
+            raise FlowError(f"{exc} Then pass that file with --client-id-file (or "
+                            f"{CLIENT_ENV}), or drop --device to sign in with a browser.",
+                            error=exc.error) from None
+        login.save(credentials)
     else:
         flow = InstalledAppFlow.from_client_secrets_file(client_file, scopes)
+        login = _Login(scopes, quota, flow.client_config.revoke_uri, err, chain)
         if mode == "console":
             credentials = flow.run_console(
                 authorization_prompt_message="Open this URL in a browser on any machine and "
                                              "sign in:\n{url}\n", out=shown)
+            login.save(credentials)
         else:
             launch = mode == "browser" and _can_launch_browser()
             if mode == "browser" and not launch:
                 err.write("gcauth: no browser can be opened here (no display); open the URL "
                           "below yourself, or use --no-browser or --device from another "
                           "machine.\n")
+            prompt: str | None
             if launch:
-                prompt = ("Your browser should open. If it does not, open this URL in a "
-                          "browser on this machine:\n{url}\n")
+                # with --quiet the URL is printed only if the browser cannot be opened
+                prompt = None if quiet else ("Your browser should open. If it does not, open "
+                                             "this URL in a browser on this machine:\n{url}\n")
             else:
                 prompt = "Open this URL in a browser on this machine:\n{url}\n"
-            credentials = flow.run_local_server(
+            flow.run_local_server(
                 open_browser=launch, timeout_seconds=args.timeout,
-                authorization_prompt_message=prompt, out=shown)
-    if not credentials.refresh_token:
-        raise FlowError("the server issued no refresh token, so nothing can be saved for later "
-                        "use. Fix: revoke this app's access in your account settings and log "
-                        "in again.")
-    missing = sorted(set(scopes) - set(credentials.granted_scopes or scopes))
-    if missing:
-        err.write(f"gcauth: warning: these scopes were not granted: {' '.join(missing)}\n")
-    if quota:
-        credentials = credentials.with_quota_project(quota)
-    path = _default.well_known_file()
-    data = None
-    if chain is not None:
-        from ._identity import impersonation_file
-
-        data = impersonation_file(json.loads(credentials.to_json()), chain[0], chain[1],
-                                  credentials.token_uri)
-    _save_or_revoke(path, credentials, flow.client_config.revoke_uri, data)
-    who = f" for {terminal_safe(credentials.account)}" if credentials.account else ""
-    out.write(f"\nCredentials saved to file: [{path}]{who}\n\n"
-              "These credentials will be used by any library that requests Application "
-              "Default Credentials (ADC).\n")
-    if chain is not None:
-        via = f" (through {', '.join(chain[1])})" if chain[1] else ""
-        out.write(f"They impersonate {chain[0]}{via}: your account needs the Service Account "
-                  "Token Creator role on it.\n")
-    if quota:
-        out.write(f'Quota project "{quota}" was added to ADC and will be billed for API '
-                  "quota.\n")
+                authorization_prompt_message=prompt, out=shown, success_page=login.page,
+                waiting_message=None if quiet else WAITING)
+    credentials = login.credentials
+    if not quiet:
+        who = f" for {terminal_safe(credentials.account)}" if credentials.account else ""
+        out.write(f"\nCredentials saved to file: [{login.path}]{who}\n\n"
+                  "These credentials will be used by any library that requests Application "
+                  "Default Credentials (ADC).\n")
+        if chain is not None:
+            via = f" (through {', '.join(chain[1])})" if chain[1] else ""
+            out.write(f"They impersonate {chain[0]}{via}: your account needs the Service "
+                      "Account Token Creator role on it.\n")
+        if quota:
+            out.write(f'Quota project "{quota}" (from {quota_from}) was added to ADC and will '
+                      "be billed for API quota.\n")
     if os.environ.get(_default.ENV_CREDENTIALS):
         err.write(f"gcauth: warning: {_default.ENV_CREDENTIALS} is set, so ADC uses "
-                  f"{os.environ[_default.ENV_CREDENTIALS]} instead of this file; unset it to "
-                  "use your login.\n")
+                  f"{terminal_safe(os.environ[_default.ENV_CREDENTIALS])} instead of this file; "
+                  "unset it to use your login.\n")
     out.flush()
     return 0
 
@@ -255,6 +358,17 @@ def _revoke(revoke_uri: str, refresh_token: str) -> bool:
 
 
 # -- print-access-token -------------------------------------------------------------------
+def _lifetime(value: str) -> int:
+    """An ``argparse`` type: a token lifetime in whole seconds, 1 to 43200 (12 h)."""
+    try:
+        number = int(value, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not 0 < number <= 43200:
+        raise argparse.ArgumentTypeError(f"{value!r} is not between 1 and 43200 seconds")
+    return number
+
+
 def _register_print_access_token(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "print-access-token", help="print an access token from ADC (the only command that "
@@ -263,23 +377,56 @@ def _register_print_access_token(commands: Any) -> None:
         description="Find Application Default Credentials, get an access token and print it "
                     "on stdout,\nfor `curl -H \"Authorization: Bearer $(gcauth auth "
                     "application-default print-access-token)\"`.\nTreat the output as a "
-                    "password.",
+                    "password. --format json prints {\"token\", \"expiry\", \"token_type\", "
+                    "\"scopes\"}.",
         epilog=EXIT_CODES)
     parser.add_argument(
         "--scopes", metavar="S,...", default=None,
-        help="comma-separated scopes to ask for (default: what the credential allows; "
-             "cloud-platform for service accounts)")
+        help="comma-separated scopes to ask for, full URLs or gcloud's short names (default: "
+             "what the credential allows; cloud-platform for service accounts)")
+    parser.add_argument(
+        "--lifetime", metavar="SECONDS", type=_lifetime, default=None,
+        help="the token's lifetime, for credentials that let the caller choose it "
+             "(impersonated service accounts); any other credential refuses it, since its "
+             "server sets the lifetime (about an hour)")
+    parser.add_argument(
+        "--format", choices=("text", "json"), default="text",
+        help="text: the token alone (default); json: the token with its expiry")
     parser.set_defaults(handler=run_print_access_token)
 
 
 def run_print_access_token(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from .._default import default
+    from .._default import find_default, not_found_message
+    from ..credentials import Scoped
 
     out = out or sys.stdout
-    scopes = parse_scopes(args.scopes, ()) if args.scopes is not None else None
-    credentials, _ = default(scopes=scopes, default_scopes=[CLOUD_PLATFORM])
+    scopes = expand_scopes(parse_scopes(args.scopes, ())) if args.scopes is not None else None
+    res = find_default(scopes, default_scopes=[CLOUD_PLATFORM])
+    if res.credentials is None:
+        raise DefaultCredentialsError(not_found_message(res))
+    credentials = res.credentials
+    if isinstance(credentials, Scoped) and scopes is not None and credentials.scopes is None:
+        credentials = credentials.with_scopes(scopes, [CLOUD_PLATFORM])
+    if args.lifetime is not None:
+        with_lifetime = getattr(credentials, "with_lifetime", None)
+        if not callable(with_lifetime):
+            kind = credentials.describe()["type"]
+            raise UsageError(
+                f"--lifetime does not apply to {kind} credentials (from {res.source}): their "
+                "token endpoint decides how long a token lives (about an hour). It applies "
+                "only to impersonated service-account tokens.\nFix: drop --lifetime.")
+        credentials = with_lifetime(args.lifetime)
     token = credentials.get_token()
-    out.write(token.access_token + "\n")
+    if args.format == "json":
+        expiry = token.expiry
+        out.write(json.dumps({
+            "token": token.access_token,
+            "token_type": token.token_type,
+            "expiry": expiry.replace(microsecond=0).isoformat() if expiry else None,
+            "scopes": list(token.scopes) if token.scopes else None,
+        }, indent=2) + "\n")
+    else:
+        out.write(token.access_token + "\n")
     out.flush()
     return 0
 
@@ -291,9 +438,14 @@ def _register_revoke(commands: Any) -> None:
         formatter_class=formatter,
         description="Revoke the refresh token in the ADC file (RFC 7009) so it can never be "
                     "used again,\nthen delete the file. Service-account files are not "
-                    "touched.",
+                    "touched. --local-only deletes the file\nwithout contacting anyone (for a "
+                    "server that is gone, e.g. an emulator that was stopped).",
         epilog=EXIT_CODES)
-    parser.set_defaults(handler=run_revoke)
+    parser.add_argument(
+        "--local-only", action="store_true",
+        help="only delete the file: the refresh token is not revoked and stays valid at its "
+             "server until it expires or you remove the app's access")
+    parser.set_defaults(handler=run_revoke, local_only=False)
 
 
 def _load_user_file(path: Path, action: str) -> dict[str, Any]:
@@ -324,6 +476,7 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from .._default import well_known_file
     from .._endpoints import check_endpoint
     from ..authorized_user import Credentials
+    from ..exceptions import TransportError
     from ..flow import REVOKE_PATH, ClientConfig
 
     out = out or sys.stdout
@@ -335,14 +488,33 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     revoke_uri = check_endpoint(
         ClientConfig.derived_endpoint(credentials.token_uri, REVOKE_PATH), field="revoke_uri",
         source=str(path))
-    revoked = _revoke(revoke_uri, token)
+    revoked: bool | None = None
+    if not getattr(args, "local_only", False):
+        try:
+            revoked = _revoke(revoke_uri, token)
+        except TransportError as exc:
+            from .._info import unreachable_fix
+
+            raise TransportError(
+                f"{exc}. The refresh token in {path} could not be revoked, and the file was "
+                f"left in place. Fix: {unreachable_fix(revoke_uri)}; or run `gcauth auth "
+                "application-default revoke --local-only` to delete the file without "
+                "contacting anyone.", url=exc.url, timeout=exc.timeout) from None
     # A login may have replaced the file meanwhile: delete it only if it still holds the
     # token just revoked.
     deleted = _files.remove_file_if(path, lambda now: now.get("refresh_token") == token,
                                     what="ADC file")
     _files.remove_stale_temps(path)  # what killed writes left, which may hold a token too
-    first = ("Credentials revoked" if revoked
-             else "The server already considered these credentials invalid")
+    if revoked is None:
+        first = "Not revoked (--local-only): nothing was contacted"
+        if deleted:
+            out.write(f"{first}; {path} deleted. Its refresh token stays valid at "
+                      f"{credentials.token_uri} until it expires or you remove this app's "
+                      "access in your account settings.\n")
+            return 0
+    else:
+        first = ("Credentials revoked" if revoked
+                 else "The server already considered these credentials invalid")
     if deleted:
         out.write(f"{first}, and {path} deleted.\n" if revoked
                   else f"{first}; {path} deleted.\n")

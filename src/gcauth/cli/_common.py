@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from typing import TextIO, cast
 
 from .._checks import terminal_safe
-from ..exceptions import FlowError
+from ..exceptions import FlowError, UsageError
 
 __all__ = [
     "CLOUD_PLATFORM",
     "EXIT_CODES",
+    "SCOPE_ALIASES",
+    "BadScopes",
     "SafeText",
+    "expand_scopes",
     "formatter",
     "parse_scopes",
     "seconds",
@@ -22,6 +25,36 @@ __all__ = [
 ]
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+_AUTH = "https://www.googleapis.com/auth/"
+
+#: The short scope names gcloud accepts (``gcloud compute instances create --scopes``, plus
+#: the ``userinfo.email`` spelling ``--help`` uses), and the scope each stands for.
+SCOPE_ALIASES = {
+    "bigquery": _AUTH + "bigquery",
+    "cloud-platform": CLOUD_PLATFORM,
+    "cloud-source-repos": _AUTH + "source.full_control",
+    "cloud-source-repos-ro": _AUTH + "source.read_only",
+    "compute-ro": _AUTH + "compute.readonly",
+    "compute-rw": _AUTH + "compute",
+    "datastore": _AUTH + "datastore",
+    "logging-write": _AUTH + "logging.write",
+    "monitoring": _AUTH + "monitoring",
+    "monitoring-read": _AUTH + "monitoring.read",
+    "monitoring-write": _AUTH + "monitoring.write",
+    "pubsub": _AUTH + "pubsub",
+    "service-control": _AUTH + "servicecontrol",
+    "service-management": _AUTH + "service.management.readonly",
+    "sql-admin": _AUTH + "sqlservice.admin",
+    "storage-full": _AUTH + "devstorage.full_control",
+    "storage-ro": _AUTH + "devstorage.read_only",
+    "storage-rw": _AUTH + "devstorage.read_write",
+    "taskqueue": _AUTH + "taskqueue",
+    "trace": _AUTH + "trace.append",
+    "userinfo-email": _AUTH + "userinfo.email",
+    "userinfo.email": _AUTH + "userinfo.email",
+}
+#: OpenID Connect scope names, which Google takes as they are.
+OIDC_SCOPES = ("openid", "email", "profile")
 
 #: The exit-code table every command's ``--help`` ends with (see gcauth.cli).
 EXIT_CODES = """\
@@ -38,15 +71,46 @@ def formatter(prog: str) -> argparse.HelpFormatter:
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+class BadScopes(FlowError, UsageError):
+    """A ``--scopes`` value that cannot be used: bad command-line usage (exit code 2)."""
+
+
 def parse_scopes(value: str | None, default: Sequence[str]) -> list[str]:
     """``--scopes a,b`` (commas or spaces) as a list; ``None`` means ``default``."""
     if value is None:
         return list(default)
     scopes = [scope for scope in value.replace(" ", ",").split(",") if scope]
     if not scopes:
-        raise FlowError("--scopes is empty. Fix: give at least one scope, e.g. "
-                        f"--scopes={CLOUD_PLATFORM}")
+        raise BadScopes("--scopes is empty. Fix: give at least one scope, e.g. "
+                        f"--scopes={CLOUD_PLATFORM} (or its short name, cloud-platform)")
     return scopes
+
+
+def expand_scopes(scopes: Sequence[str]) -> list[str]:
+    """Full scope URLs for what a gcloud user types: short names (:data:`SCOPE_ALIASES`)
+    are expanded, OpenID Connect names and URLs kept, duplicates dropped; any other name is
+    refused here (:class:`BadScopes`), before a browser shows ``invalid_scope``."""
+    out: list[str] = []
+    unknown: list[str] = []
+    for scope in scopes:
+        if scope in OIDC_SCOPES or "://" in scope:
+            full = scope
+        elif scope in SCOPE_ALIASES:
+            full = SCOPE_ALIASES[scope]
+        else:
+            unknown.append(scope)
+            continue
+        if full not in out:
+            out.append(full)
+    if unknown:
+        shown = ", ".join(repr(terminal_safe(name)[:80]) for name in unknown[:5])
+        guess = terminal_safe(unknown[0])[:80]
+        raise BadScopes(
+            f"--scopes: unknown scope name{'s' if len(unknown) > 1 else ''} {shown}. A scope "
+            f"is a full URL such as {_AUTH}{guess}, or one of gcloud's short names: "
+            f"{', '.join(sorted({*SCOPE_ALIASES, *OIDC_SCOPES}))}.\nFix: give the full URL "
+            f"(e.g. --scopes={_AUTH}{guess}), or a short name from that list.")
+    return out
 
 
 def seconds(value: str) -> float:

@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
+#: How the demo ends: where to go next (the login walkthrough, against a running emulator).
+NEXT_STEPS = """
+Next: log in with your own (emulated) account, step by step, in docs/login.md:
+  gcauth emulator --state-dir ./emu          # terminal 1: keeps serving
+  gcauth auth application-default login --client-id-file emu/client_secrets.json
+  gcauth explain
+"""
 
 
 def register(commands: Any) -> None:
@@ -73,6 +80,14 @@ def _resolve() -> Any:
     return res
 
 
+def _project(res: Any) -> str:
+    """The project and where it came from, as ``gcauth explain`` says it."""
+    from ._explain import _project_text
+
+    return _project_text({"project_id": res.project_id, "project_source": res.project_source,
+                          "project_location": res.project_location})
+
+
 def _closed_port() -> int:
     import socket
 
@@ -106,7 +121,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with _environment({**isolated, "GOOGLE_APPLICATION_CREDENTIALS": str(key_path)}):
             res = _resolve()
             out.write(f"    ADC chose: {res.source} -> {type(res.credentials).__module__}; "
-                      f"project {res.project_id} (from {res.project_source})\n")
+                      f"project {_project(res)}\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
 
         # 2. the gcloud well-known file with a user's refresh token and a quota project
@@ -128,7 +143,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with _environment({**isolated, "NO_GCE_CHECK": None, **emu.env()}):
             res = _resolve()
             out.write(f"    ADC chose: {res.source} at {res.source_location}; project "
-                      f"{res.project_id} (from {res.project_source})\n")
+                      f"{_project(res)}\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
 
         # 4. nothing at all: the error a user would see (metadata at a closed loopback port)
@@ -149,4 +164,5 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(f"\nEmulator saw {counts.get('token', 0)} token request(s), "
                   f"{counts.get('metadata_token', 0)} metadata token request(s), "
                   f"{counts.get('api', 0)} API call(s). Demo complete.\n")
+    out.write(NEXT_STEPS)
     return 0

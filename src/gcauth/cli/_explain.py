@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from .._info import LOGIN_COMMAND
 from ..exceptions import GCAuthError
 
 #: ADC order (see :mod:`gcauth._default`).
@@ -38,48 +39,86 @@ def register(commands: Any) -> None:
         formatter_class=formatter,
         description="Run Application Default Credentials discovery and explain the result: "
                     "the source used and\nwhy, the account, project, quota project, scopes "
-                    "and token expiry, and every source\nskipped. Secrets are never printed.",
-        epilog=EXIT_CODES + "\n  (explain exits 1 when no credentials are found or the token "
-                            "cannot be fetched)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
+                    "and token expiry, and every source\nskipped. A source that was found but "
+                    "cannot be used is marked BROKEN, with the reason.\nSecrets are never "
+                    "printed.",
+        epilog=EXIT_CODES + "\n  (explain exits 1 when no credentials are found, a source is "
+                            "broken, or the token\n  cannot be fetched)")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="text (default), or json: one JSON object with machine values")
+    parser.add_argument("--json", action="store_const", dest="format", const="json",
+                        help="the same as --format json")
     parser.add_argument("--scopes", metavar="S,...", default=None,
-                        help="scopes to ask for (default: what the credential allows; "
-                             "cloud-platform for service accounts)")
+                        help="scopes to ask for, full URLs or gcloud's short names (default: "
+                             "what the credential allows; cloud-platform for service "
+                             "accounts)")
     parser.add_argument("--no-token", action="store_true",
                         help="do not fetch a token (no network; expiry stays unknown)")
     parser.set_defaults(handler=run)
 
 
-_KIND_TEXT = {"authorized_user": "authorized_user (a user account)",
-              "service_account": "service_account (a service account key)",
-              "compute_engine": "compute_engine (the VM's attached service account)",
-              "impersonated_service_account":
-                  "impersonated_service_account (a service account, impersonated)"}
+#: How the text output says what each machine ``type`` is.
+_KIND_TEXT = {"authorized_user": "a user account",
+              "service_account": "a service account key",
+              "compute_engine": "the VM's attached service account",
+              "impersonated_service_account": "a service account, impersonated",
+              "service_account_id_token": "ID tokens from a service account key",
+              "compute_engine_id_token": "ID tokens from the VM's attached service account",
+              "impersonated_id_token": "ID tokens of an impersonated service account"}
+#: How the text output says where a project came from (``Resolution.project_source``).
+_PROJECT_FROM = {"credential_file": "the credential file's project_id",
+                 "gcloud_config": "gcloud's core/project",
+                 "metadata_server": "the metadata server"}
+_QUOTA_FROM = {"argument": "the quota_project_id argument",
+               "credential_file": "the credential file"}
+_NOT_CONSULTED = {
+    "used": "an earlier source in the ADC order was used",
+    "broken": "ADC stops at a source it cannot use: it never falls through to another "
+              "identity",
+}
+
+
+def _timestamp(value: datetime | None) -> str | None:
+    return value.replace(microsecond=0).isoformat() if value else None
 
 
 def build_report(scopes: list[str] | None, fetch_token: bool,
                  environ: Any = None) -> dict[str, Any]:
-    """Everything ``explain`` shows, as JSON-ready data with no secret in it."""
+    """Everything ``explain`` shows, as JSON-ready data with no secret in it. Machine
+    fields (``type``, ``project_source``, ``quota_project_source``, ``outcome``) hold
+    machine values; timestamps have no fractional seconds."""
     from .._default import find_default
     from ..credentials import Scoped
     from ..flow import account_from_id_token
     from ._common import CLOUD_PLATFORM
 
     env = os.environ if environ is None else environ
-    res = find_default(scopes, default_scopes=[CLOUD_PLATFORM], environ=env)
+    res = find_default(scopes, default_scopes=[CLOUD_PLATFORM], environ=env, keep_errors=True)
     tried = [{"source": r.name, "location": r.location, "outcome": r.outcome,
               "detail": r.detail} for r in res.tried]
     seen = {r.name for r in res.tried}
+    stopped_by = "broken" if res.error is not None else "used"
     for name in SOURCES:
         if name not in seen:
             tried.append({"source": name, "location": None, "outcome": "not consulted",
-                          "detail": "an earlier source in the ADC order was used"})
+                          "detail": _NOT_CONSULTED[stopped_by]})
     report: dict[str, Any] = {"ok": res.credentials is not None, "source": res.source,
                               "location": res.source_location, "sources": tried}
     credentials = res.credentials
+    if res.error is not None:
+        broken = next(r for r in res.tried if r.outcome == "broken")
+        report.update({
+            "source": broken.name, "location": broken.location, "error": str(res.error),
+            "why": f"{broken.name} was found but cannot be used",
+            "fix": (f"fix or replace {broken.location}, or unset {broken.name} to let ADC look "
+                    "elsewhere" if broken.name == SOURCES[0]
+                    else f"run `{LOGIN_COMMAND}` to write {broken.location} again, or delete "
+                         "it"),
+        })
+        return report
     if credentials is None:
         report["why"] = "no source produced credentials"
-        report["fix"] = "run `gcauth auth application-default login`, or set " \
+        report["fix"] = f"run `{LOGIN_COMMAND}`, or set " \
                         "GOOGLE_APPLICATION_CREDENTIALS to a service account key"
         return report
     if scopes is not None and isinstance(credentials, Scoped) and credentials.scopes is None:
@@ -87,10 +126,11 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
     info = credentials.describe()
     report.update({
         "why": _WHY.get(res.source or "", ""),
-        "type": _KIND_TEXT.get(str(info["type"]), str(info["type"])),
+        "type": str(info["type"]),
         "account": info.get("account"),
         "project_id": res.project_id,
         "project_source": res.project_source,
+        "project_location": res.project_location,
         "quota_project_id": credentials.quota_project_id,
         "quota_project_source": res.quota_project_source,
         "scopes": info.get("scopes"),
@@ -111,7 +151,7 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
         expiry = token.expiry
         report["token"] = {
             "state": token.state(now).value,
-            "expiry": expiry.isoformat() if expiry else None,
+            "expiry": _timestamp(expiry),
             "expires_in_seconds": int((expiry - now).total_seconds()) if expiry else None,
             "scopes": list(token.scopes) if token.scopes else None,
         }
@@ -122,24 +162,41 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
     return report
 
 
+def _project_text(report: dict[str, Any]) -> str:
+    project = report.get("project_id")
+    if not project:
+        return ("not set. Fix: set GOOGLE_CLOUD_PROJECT, or run `gcauth config set project "
+                "PROJECT`")
+    source = report.get("project_source")
+    origin = _PROJECT_FROM.get(source or "", source or "unknown")
+    if report.get("project_location") and source == "gcloud_config":
+        origin += f" in {report['project_location']}"
+    return f"{project} (from {origin})"
+
+
 def render(report: dict[str, Any]) -> str:
     lines = ["Application Default Credentials"]
 
     def row(label: str, value: object) -> None:
         lines.append(f"  {label + ':':<16}{value}")
 
-    if report.get("source"):
+    if report.get("error"):
+        where = f" ({report['location']})" if report.get("location") else ""
+        lines.append(f"  No usable credentials: {report['source']}{where} was found but "
+                     "cannot be used (BROKEN below).")
+        lines.append(f"  Fix: {report.get('fix')}")
+    elif report.get("source"):
         where = f" ({report['location']})" if report.get("location") else ""
         row("source", f"{report['source']}{where}")
         row("why", report.get("why") or "-")
-        row("type", report.get("type") or "-")
+        kind = report.get("type")
+        row("type", f"{kind} ({_KIND_TEXT[kind]})" if kind in _KIND_TEXT else kind or "-")
         row("account", report.get("account") or "unknown")
-        project = report.get("project_id")
-        row("project", f"{project} (from {report.get('project_source')})" if project
-            else "not set (set GOOGLE_CLOUD_PROJECT)")
+        row("project", _project_text(report))
         quota = report.get("quota_project_id")
-        row("quota project", f"{quota} (from {report.get('quota_project_source')})" if quota
-            else "none (quota is billed to the API's project)")
+        quota_source = report.get("quota_project_source") or ""
+        row("quota project", f"{quota} (from {_QUOTA_FROM.get(quota_source, quota_source)})"
+            if quota else "none (quota is billed to the API's project)")
         scopes = report.get("scopes")
         row("scopes", " ".join(scopes) if scopes else "all granted at login")
         if report.get("token_uri"):
@@ -163,30 +220,33 @@ def render(report: dict[str, Any]) -> str:
     lines.append("Sources, in ADC order:")
     for number, source in enumerate(report["sources"], 1):
         where = f" ({source['location']})" if source.get("location") else ""
-        lines.append(f"  {number}. {source['source']}{where}: {source['outcome']}, "
-                     f"{source['detail']}")
+        outcome = "BROKEN" if source["outcome"] == "broken" else source["outcome"]
+        lines.append(f"  {number}. {source['source']}{where}: {outcome}, {source['detail']}")
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    from ._common import parse_scopes, terminal_safe
+    from ._common import expand_scopes, parse_scopes, terminal_safe
 
     out = out or sys.stdout
-    scopes = parse_scopes(args.scopes, ()) if args.scopes is not None else None
+    as_json = args.format == "json"
+    scopes = (expand_scopes(parse_scopes(args.scopes, ())) if args.scopes is not None
+              else None)
     try:
         report = build_report(scopes, not args.no_token)
     except GCAuthError as exc:
-        if not args.json:
+        if not as_json:
             raise
         report = {"ok": False, "error": str(exc)}
-    if args.json:
+    if as_json:
         out.write(json.dumps(report, indent=2, sort_keys=True) + "\n")
     else:  # the report quotes files and servers (account, error_description...)
         out.write(terminal_safe(render(report), multiline=True) + "\n")
     if not report["ok"]:
-        if not args.json:
+        if not as_json:
             token = report.get("token") or {}
-            reason = token.get("error") if isinstance(token, dict) else None
+            reason = report.get("error") or (
+                token.get("error") if isinstance(token, dict) else None)
             reason = terminal_safe(reason or "no Application Default Credentials found")
             print(f"gcauth: error: {reason}", file=sys.stderr)
         return 1

@@ -18,7 +18,9 @@ from ._faults import FaultInjector
 from ._routing import App
 from ._server import Server
 from ._state import (
+    CLIENT_KINDS,
     CLOUD_PLATFORM,
+    DEFAULT_APPLICATION_NAME,
     USERINFO_EMAIL,
     AccessToken,
     RefreshToken,
@@ -314,27 +316,42 @@ class Emulator:
         *,
         redirect_uris: list[str] | None = None,
         project_id: str = "emu-project",
+        name: str | None = None,
     ) -> dict[str, dict[str, Any]]:
-        """Register an OAuth client and return its ``client_secrets.json`` content.
+        """Register an OAuth client and return its ``client_secrets.json`` content, shaped
+        like the JSON the Cloud console downloads for that client type.
 
-        ``kind`` is ``"installed"`` (desktop app; loopback redirects) or ``"web"``
-        (``redirect_uris`` are the registered redirect URIs).
+        ``kind`` is one of the console's client types:
+
+        * ``"installed"`` -- *Desktop app*: loopback redirects on any port (RFC 8252), plus
+          ``redirect_uris``; the device flow is refused, as at Google;
+        * ``"web"`` -- *Web application*: only the registered ``redirect_uris``, exactly
+          (anything else is ``redirect_uri_mismatch``, loopback included);
+        * ``"limited-input"`` -- *TVs and Limited Input devices*: the client the device flow
+          (RFC 8628) needs. Its file has an ``installed`` section without ``redirect_uris``,
+          like Google's.
+
+        ``name`` is the application name the consent page shows (default
+        ``"Emulator test app"``).
         """
-        if kind not in ("installed", "web"):
-            raise ValueError("kind must be 'installed' or 'web'")
+        if kind not in CLIENT_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(map(repr, CLIENT_KINDS))}")
         if redirect_uris is None:
-            redirect_uris = ["http://localhost"] if kind == "installed" else [
-                "http://localhost:8080/oauth2callback"]
-        client = self._state.new_client(kind, project_id, tuple(redirect_uris))
-        return {kind: {
+            redirect_uris = {"installed": ["http://localhost"],
+                             "web": ["http://localhost:8080/oauth2callback"]}.get(kind, [])
+        client = self._state.new_client(kind, project_id, tuple(redirect_uris),
+                                        name or DEFAULT_APPLICATION_NAME)
+        section: dict[str, Any] = {
             "client_id": client.client_id,
             "project_id": project_id,
             "auth_uri": self.auth_uri,
             "token_uri": self.token_uri,
             "auth_provider_x509_cert_url": self.url + "/oauth2/v1/certs",
             "client_secret": client.client_secret,
-            "redirect_uris": list(redirect_uris),
-        }}
+        }
+        if kind != "limited-input":
+            section["redirect_uris"] = list(redirect_uris)
+        return {"web" if kind == "web" else "installed": section}
 
     def create_refresh_token(
         self, client_id: str, account: str = "alice@example.com",

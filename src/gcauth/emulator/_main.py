@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shlex
 import signal
@@ -14,21 +15,68 @@ from types import FrameType
 from typing import Any, TextIO
 
 from .._files import write_private_json
-from ._emulator import Emulator
+from ..exceptions import GCAuthError, UsageError
+from ._emulator import Emulator, _check_loopback
 
 __all__ = ["main", "serve_forever"]
+
+
+#: The application name of the clients ``--state-dir`` writes (shown on the consent page).
+STATE_DIR_APP = "gcauth CLI (emulator)"
 
 
 def _write_state(emu: Emulator, state_dir: Path) -> dict[str, Path]:
     files = {
         "service account key": state_dir / "service-account.json",
         "client secrets": state_dir / "client_secrets.json",
+        "device client secrets": state_dir / "device_client_secrets.json",
         "authorized user": state_dir / "authorized-user.json",
     }
     write_private_json(files["service account key"], emu.create_service_account(name="demo"))
-    write_private_json(files["client secrets"], emu.create_oauth_client("installed"))
+    write_private_json(files["client secrets"],
+                       emu.create_oauth_client("installed", name=STATE_DIR_APP))
+    write_private_json(files["device client secrets"],
+                       emu.create_oauth_client("limited-input", name=STATE_DIR_APP))
     write_private_json(files["authorized user"], emu.create_authorized_user())
     return files
+
+
+def check_address(host: str, port: object) -> None:
+    """Refuse, before binding, what the emulator can never listen on: a port outside
+    0-65535 or a host that is not a loopback address. Raises
+    :class:`~gcauth.exceptions.UsageError` (a ``ValueError``) whose message is one line of
+    what is wrong and one line of how to fix it."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise UsageError(f"--port {port} is not a port number (0 to 65535).\n"
+                         "Fix: give a port such as 8089, or --port 0 (the default) for any "
+                         "free one.")
+    try:
+        _check_loopback(host)
+    except ValueError:
+        raise UsageError(
+            f"--host {host} is not a loopback address: the emulator hands out credentials, so "
+            "it only listens on this machine.\nFix: use --host 127.0.0.1 (the default), ::1 "
+            "or localhost.") from None
+
+
+def bind_error(exc: OSError, host: str, port: int) -> GCAuthError:
+    """What a failed bind means, in one line plus a hint line."""
+    where = f"{host} port {port}"
+    if exc.errno == errno.EADDRINUSE:
+        return GCAuthError(
+            f"{where} is already in use (another emulator, or another program, is listening "
+            f"there).\nFix: stop that program, or choose another port with --port (--port 0 "
+            "picks any free one).")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return GCAuthError(
+            f"not allowed to listen on {where} ({exc.strerror}): ports below 1024 need "
+            "administrator rights.\nFix: choose a port above 1024, or --port 0 for any free one.")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return GCAuthError(
+            f"{host} is not an address of this machine ({exc.strerror}).\nFix: use --host "
+            "127.0.0.1 (the default).")
+    return GCAuthError(f"cannot listen on {where}: {exc.strerror or exc}.\nFix: choose another "
+                       "port, or --port 0 for any free one.")
 
 
 def serve_forever(
@@ -54,7 +102,10 @@ def serve_forever(
     out = out if out is not None else sys.stdout
     stop = stop_event if stop_event is not None else threading.Event()
     emu = Emulator(host, port, control=control, verbose=verbose)
-    emu.start()
+    try:
+        emu.start()
+    except OSError as exc:
+        raise bind_error(exc, host, port) from None
     previous: dict[int, Any] = {}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -97,7 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = parser.parse_args(argv)
     try:
+        check_address(args.host, args.port)
         return serve_forever(args.host, args.port, state_dir=args.state_dir,
                              verbose=args.verbose)
-    except (ValueError, OSError) as exc:
-        parser.exit(2, f"error: {exc}\n")
+    except GCAuthError as exc:  # UsageError (exit 2) or a failed bind (exit 1)
+        first, _, rest = str(exc).partition("\n")
+        sys.stderr.write(f"{parser.prog}: error: {first}\n" + (f"{rest}\n" if rest else ""))
+        return 2 if isinstance(exc, UsageError) else 1

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from html import escape
 
+from .._loopback import PAGE_STYLE
+
 __all__ = ["consent_page", "device_entry_page", "error_page", "message_page", "scope_description"]
 
 _SCOPE_WORDS = {
@@ -30,25 +32,8 @@ _SCOPE_WORDS = {
     ),
 }
 
-_STYLE = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;background:#f1f3f4;
-margin:0;color:#202124}
-main{max-width:34rem;margin:3rem auto;background:#fff;border:1px solid #dadce0;
-border-radius:8px;padding:2rem 2.5rem}
-h1{font-size:1.4rem;font-weight:500;margin:0 0 1rem}
-.badge{display:inline-block;font-size:.75rem;background:#fce8b2;border-radius:4px;
-padding:.1rem .4rem;margin-bottom:1rem}
-ul.scopes{padding-left:1.2rem}ul.scopes li{margin:.4rem 0}
-code{font-size:.85rem;word-break:break-all}
-fieldset{border:1px solid #dadce0;border-radius:4px;margin:1rem 0}
-label{display:block;margin:.3rem 0}
-.buttons{display:flex;justify-content:flex-end;gap:.75rem;margin-top:1.5rem}
-button{font-size:.95rem;border-radius:4px;padding:.5rem 1.5rem;cursor:pointer;
-border:1px solid #dadce0;background:#fff;color:#1a73e8}
-button#allow{background:#1a73e8;color:#fff;border-color:#1a73e8}
-input[type=text]{font-size:1.2rem;padding:.4rem;letter-spacing:.1rem;text-transform:uppercase}
-.error{color:#d93025}
-"""
+#: gcauth's one look for browser pages (the CLI's sign-in pages use it too).
+_STYLE = PAGE_STYLE
 
 
 def scope_description(scope: str) -> str:
@@ -88,6 +73,7 @@ def consent_page(
     *,
     pending_id: str,
     client_label: str,
+    client_id: str = "",
     scopes: tuple[str, ...],
     accounts: list[str],
     selected: str,
@@ -105,9 +91,14 @@ def consent_page(
         + "</li>"
         for s in scopes
     )
+    details = (f"<details class=\"client\"><summary>App details</summary>OAuth client "
+               f"<code id=\"client-id\">{escape(client_id)}</code></details>"
+               if client_id else "")
     return _page(
-        "Sign in - gcauth emulator",
-        f"<h1><code>{escape(client_label)}</code> wants to access your Google Account</h1>"
+        f"Sign in - {client_label}",
+        f"<h1><span id=\"app-name\">{escape(client_label)}</span> wants to access your "
+        "Google Account</h1>"
+        f"{details}"
         f"<form method=\"post\" action=\"{escape(action)}\">"
         f"<input type=\"hidden\" name=\"pending\" value=\"{escape(pending_id)}\">"
         f"<fieldset><legend>Choose an account</legend>{radios}</fieldset>"

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCESS_TOKEN_PREFIX",
+    "CLIENT_KINDS",
     "AccessToken",
     "AuthCode",
     "DeviceGrant",
@@ -90,15 +91,24 @@ class ServiceAccount:
         return "serviceAccount:" + self.email
 
 
+#: The client types of Google's Cloud console, by the names ``create_oauth_client`` takes:
+#: "Desktop app", "Web application", "TVs and Limited Input devices".
+CLIENT_KINDS = ("installed", "web", "limited-input")
+#: The application name a client shows on the consent page unless it is given one.
+DEFAULT_APPLICATION_NAME = "Emulator test app"
+
+
 @dataclass
 class OAuthClient:
-    """An OAuth client (``installed`` or ``web``)."""
+    """An OAuth client (``installed``, ``web`` or ``limited-input``) and the application name
+    its consent page shows (Google takes it from the project's OAuth consent screen)."""
 
     client_id: str
     client_secret: str = field(repr=False)
     kind: str = "installed"
     redirect_uris: tuple[str, ...] = ()
     project_id: str = "emu-project"
+    name: str = DEFAULT_APPLICATION_NAME
 
 
 @dataclass
@@ -287,7 +297,8 @@ class State:
             return sa.system_key
 
     def new_client(
-        self, kind: str, project_id: str, redirect_uris: tuple[str, ...]
+        self, kind: str, project_id: str, redirect_uris: tuple[str, ...],
+        name: str = DEFAULT_APPLICATION_NAME,
     ) -> OAuthClient:
         """Register a new OAuth client."""
         prefix = numeric_id(random_secret(), 12)
@@ -298,6 +309,7 @@ class State:
             kind=kind,
             redirect_uris=redirect_uris,
             project_id=project_id,
+            name=name,
         )
         with self.lock:
             self.clients[client_id] = client

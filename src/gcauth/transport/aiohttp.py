@@ -30,7 +30,8 @@ try:
     from multidict import CIMultiDict
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "gcauth.transport.aiohttp needs the aiohttp package: pip install 'gcauth[aiohttp]'"
+        "gcauth.transport.aiohttp needs the aiohttp package: pip install aiohttp "
+        "(or install gcauth with its aiohttp extra)"
     ) from exc
 
 from .._http import CHUNK, BodyReader, Headers, HttpRequest, HttpResponse, failed, timed_out

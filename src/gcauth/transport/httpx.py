@@ -36,7 +36,8 @@ try:
     import httpx
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "gcauth.transport.httpx needs the httpx package: pip install 'gcauth[httpx]'"
+        "gcauth.transport.httpx needs the httpx package: pip install httpx "
+        "(or install gcauth with its httpx extra)"
     ) from exc
 
 from .._http import (

@@ -24,7 +24,8 @@ try:
     import requests.auth
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
-        "gcauth.transport.requests needs the requests package: pip install 'gcauth[requests]'"
+        "gcauth.transport.requests needs the requests package: pip install requests "
+        "(or install gcauth with its requests extra)"
     ) from exc
 
 from .._http import (

@@ -24,7 +24,11 @@ from ._oauth import NO_STORE, authenticate_client, read_form
 from .token import PKCE_RE
 
 __all__ = ["approve", "authorize", "device_code", "device_entry", "device_submit",
-           "is_loopback_redirect"]
+           "is_loopback_redirect", "redirect_allowed"]
+
+#: What Google's device endpoint answers a client that is not of type "TVs and Limited Input
+#: devices" (a desktop or web client).
+INVALID_CLIENT_TYPE = "Invalid client type."
 
 CODE_LIFETIME = 600.0
 CONSENT_LIFETIME = 1800.0
@@ -41,6 +45,15 @@ def is_loopback_redirect(uri: str) -> bool:
     if parts.scheme != "http" or parts.fragment or "@" in parts.netloc:
         return False
     return parts.hostname in ("127.0.0.1", "::1", "localhost")
+
+
+def redirect_allowed(client: OAuthClient, uri: str) -> bool:
+    """Google's rule: a web client may be sent back only to one of its registered redirect
+    URIs, exactly (a loopback address included, port and path too); a desktop client to any
+    loopback address (RFC 8252 §7.3) or a registered URI."""
+    if uri in client.redirect_uris:
+        return True
+    return client.kind != "web" and is_loopback_redirect(uri)
 
 
 def _browser_form(call: Call, error: HtmlError) -> dict[str, str]:
@@ -70,8 +83,7 @@ def authorize(call: Call) -> Reply:
     redirect_uri = q.get("redirect_uri")
     if not redirect_uri:
         raise page_error("invalid_request", "Missing required parameter: redirect_uri")
-    registered = client.kind == "web" and redirect_uri in client.redirect_uris
-    if not (registered or is_loopback_redirect(redirect_uri)):
+    if not redirect_allowed(client, redirect_uri):
         raise page_error(
             "redirect_uri_mismatch",
             "You can't sign in to this app because it doesn't comply with Google's OAuth 2.0 "
@@ -122,7 +134,8 @@ def _consent(call: Call, pending: PendingConsent, login_hint: str | None,
     selected = login_hint if login_hint in accounts else accounts[0]
     page = _pages.consent_page(
         pending_id=pending.pending_id,
-        client_label=client.client_id,
+        client_label=client.name,
+        client_id=client.client_id,
         scopes=pending.scopes,
         accounts=accounts,
         selected=selected or accounts[0],
@@ -175,6 +188,8 @@ def device_code(call: Call) -> Reply:
     """``POST /device/code``: start an RFC 8628 device authorization."""
     params = read_form(call)
     client = authenticate_client(call, params, secret_required=False)
+    if client.kind != "limited-input":
+        raise OAuthError(401, "invalid_client", INVALID_CLIENT_TYPE)
     scope = params.get("scope", "")
     if not scope.split():
         raise OAuthError(400, "invalid_scope", "Missing required parameter: scope")
