@@ -68,6 +68,22 @@ def test_login_with_impersonation_writes_gclouds_file(emulator: Emulator, client
     assert code == 0, err
     assert claims_of(out.strip())["email"] == target
     assert_no_secret(emulator, err)
+    # set-quota-project and revoke work on the impersonation file too (its user login)
+    code, out, err = run_cli(["auth", "application-default", "set-quota-project", "other-1"],
+                             env)
+    assert code == 0, err
+    data = json.loads(path.read_text())
+    assert data["quota_project_id"] == "other-1"
+    assert data["type"] == "impersonated_service_account"
+    refresh = source["refresh_token"]
+
+    def revoked() -> bool:
+        return any(r.token == refresh and r.revoked for r in emulator.issued_refresh_tokens())
+
+    assert not revoked()
+    code, out, err = run_cli(["auth", "application-default", "revoke"], env)
+    assert code == 0, err
+    assert "revoked" in out and not path.exists() and revoked()
 
 
 def test_a_bad_account_list_is_refused_before_signing_in(client_file: Path,

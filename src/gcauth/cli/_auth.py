@@ -462,13 +462,27 @@ def _load_user_file(path: Path, action: str) -> dict[str, Any]:
     info = _files.read_json_file(path, what="ADC file",
                                  fix=f"run `{LOGIN_COMMAND}` to write it again",
                                  inside=gcloud_config_dir())
-    kind = info.get("type")
-    if kind != "authorized_user":
+    if _user_part(info) is None:
         raise DefaultCredentialsError(
-            f"the ADC file {path} holds {kind!r} credentials, not a user login; only files "
-            f"written by `{LOGIN_COMMAND}` can be used here. Fix: delete or replace the file "
+            f"the ADC file {path} holds {info.get('type')!r} credentials, not a user login; "
+            f"only files written by `{LOGIN_COMMAND}` (with or without "
+            "--impersonate-service-account) can be used here. Fix: delete or replace the file "
             "yourself.")
     return info
+
+
+def _user_part(info: Any) -> dict[str, Any] | None:
+    """The user login in an ADC file: the file itself (``authorized_user``), or the source
+    credentials of an ``impersonated_service_account`` file that a login wrote."""
+    if not isinstance(info, dict):
+        return None
+    if info.get("type") == "authorized_user":
+        return info
+    source = info.get("source_credentials")
+    if (info.get("type") == "impersonated_service_account" and isinstance(source, dict)
+            and source.get("type") == "authorized_user"):
+        return source
+    return None
 
 
 def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -482,7 +496,9 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     path = well_known_file()
     info = _load_user_file(path, "revoke")
-    credentials = Credentials.from_authorized_user_info(info, source=str(path))
+    user = _user_part(info)
+    assert user is not None
+    credentials = Credentials.from_authorized_user_info(user, source=str(path))
     token = credentials.refresh_token
     assert token is not None
     revoke_uri = check_endpoint(
@@ -502,8 +518,9 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 "contacting anyone.", url=exc.url, timeout=exc.timeout) from None
     # A login may have replaced the file meanwhile: delete it only if it still holds the
     # token just revoked.
-    deleted = _files.remove_file_if(path, lambda now: now.get("refresh_token") == token,
-                                    what="ADC file")
+    deleted = _files.remove_file_if(
+        path, lambda now: (_user_part(now) or {}).get("refresh_token") == token,
+        what="ADC file")
     _files.remove_stale_temps(path)  # what killed writes left, which may hold a token too
     if revoked is None:
         first = "Not revoked (--local-only): nothing was contacted"
