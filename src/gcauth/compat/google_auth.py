@@ -67,9 +67,9 @@ _UNSET: Any = object()  # "use the gcauth credential's own quota project"
 _KEEP: Any = object()  # "the quota project of the adapter being copied"
 
 
-class RefreshError(_gc_exc.RefreshError, _ga_exc.RefreshError):
-    """A token request failed: a :class:`gcauth.RefreshError` that google-auth callers also
-    catch as ``google.auth.exceptions.RefreshError`` (same fields, same message)."""
+class _Retryable(Exception):
+    """``retryable`` as one field for both libraries' errors (google-auth defines it as a
+    read-only property, gcauth assigns it)."""
 
     @property
     def retryable(self) -> bool:
@@ -78,6 +78,11 @@ class RefreshError(_gc_exc.RefreshError, _ga_exc.RefreshError):
     @retryable.setter
     def retryable(self, value: bool) -> None:
         self._retryable = value
+
+
+class RefreshError(_Retryable, _gc_exc.RefreshError, _ga_exc.RefreshError):
+    """A token request failed: a :class:`gcauth.RefreshError` that google-auth callers also
+    catch as ``google.auth.exceptions.RefreshError`` (same fields, same message)."""
 
     @classmethod
     def from_gcauth(cls, error: _gc_exc.RefreshError) -> RefreshError:
@@ -86,18 +91,10 @@ class RefreshError(_gc_exc.RefreshError, _ga_exc.RefreshError):
                    retryable=error.retryable, retry_after=error.retry_after)
 
 
-class TransportError(_gc_exc.TransportError, _ga_exc.TransportError):
+class TransportError(_Retryable, _gc_exc.TransportError, _ga_exc.TransportError):
     """A token request got no reply: a :class:`gcauth.TransportError` that google-auth
     callers (and google-api-core's retry rules) also see as
     ``google.auth.exceptions.TransportError``."""
-
-    @property
-    def retryable(self) -> bool:
-        return bool(self.__dict__.get("_retryable", False))
-
-    @retryable.setter
-    def retryable(self, value: bool) -> None:
-        self._retryable = value
 
     @classmethod
     def from_gcauth(cls, error: _gc_exc.TransportError) -> TransportError:
