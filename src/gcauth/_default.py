@@ -29,7 +29,7 @@ from ._checks import is_header_id
 from ._info import ID_RULE, LOGIN_COMMAND, WELL_KNOWN
 from ._value import Value
 from .credentials import Credentials, Scoped
-from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError
+from .exceptions import DefaultCredentialsError, GCAuthError, MalformedCredentialsError, UsageError
 
 __all__ = [
     "Resolution",
@@ -45,10 +45,54 @@ __all__ = [
 ENV_CREDENTIALS = "GOOGLE_APPLICATION_CREDENTIALS"
 WELL_KNOWN_NAME = "application_default_credentials.json"
 _CONFIG_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-KNOWN_TYPES = ("service_account", "authorized_user", "impersonated_service_account")
+KNOWN_TYPES = ("service_account", "authorized_user", "impersonated_service_account",
+               "external_account", "external_account_authorized_user")
 #: Types Google defines that gcauth does not load yet.
-UNSUPPORTED_TYPES = ("external_account", "external_account_authorized_user",
-                     "gdch_service_account")
+UNSUPPORTED_TYPES = ("gdch_service_account",)
+#: The ``credential_source`` kinds ``allowed_types`` may name as ``external_account:KIND``.
+EXTERNAL_SOURCE_KINDS = ("file", "url", "aws", "executable")
+
+
+def type_name(info: Mapping[str, Any]) -> tuple[str, str | None]:
+    """``(type, external_account:KIND or None)`` of a parsed credential file."""
+    kind = info.get("type")
+    name = kind if isinstance(kind, str) else "(no type)"
+    if kind == "external_account":
+        from .external_account import source_kind
+
+        sub = source_kind(info)
+        return name, f"external_account:{sub}" if sub else None
+    return name, None
+
+
+def check_allowed_type(info: Mapping[str, Any], allowed_types: Sequence[str] | None,
+                       source: str) -> None:
+    """Refuse a credential whose type the caller did not allow, before anything is fetched
+    or run. ``allowed_types`` holds file types (``"service_account"``,
+    ``"external_account"``...) or, for external accounts, ``"external_account:aws"`` /
+    ``:file`` / ``:url`` / ``:executable``."""
+    if allowed_types is None:
+        return
+    if isinstance(allowed_types, str):
+        raise UsageError("allowed_types must be a list of type names, not one string: "
+                         f"allowed_types=[{allowed_types!r}].")
+    allowed = set(allowed_types)
+    for name in allowed:
+        base, _, part = str(name).partition(":")
+        if base not in KNOWN_TYPES or (part and (base != "external_account"
+                                                 or part not in EXTERNAL_SOURCE_KINDS)):
+            raise UsageError(
+                f"allowed_types names {name!r}, which is not a credential type; known: "
+                f"{', '.join(KNOWN_TYPES)}, and external_account:"
+                f"{{{','.join(EXTERNAL_SOURCE_KINDS)}}}.")
+    kind, sub = type_name(info)
+    if kind in allowed or (sub is not None and sub in allowed):
+        return
+    what = f"type {kind!r}" + (f" ({sub})" if sub else "")
+    raise MalformedCredentialsError(
+        f"{source} holds a credential of {what}, which this program does not accept (allowed: "
+        f"{', '.join(sorted(allowed))}). Nothing was fetched or run. Use a credential of an "
+        "allowed type.", source=source, field="type")
 
 
 class SourceReport(Value):
@@ -133,13 +177,19 @@ def load_credentials_from_dict(
     quota_project_id: str | None = None,
     *,
     source: str = "<credentials dict>",
+    allowed_types: Sequence[str] | None = None,
     **kwargs: Any,
 ) -> tuple[Credentials, str | None]:
-    """Credentials from a parsed credential file, by its ``type``; returns ``(creds, project)``."""
+    """Credentials from a parsed credential file, by its ``type``; returns ``(creds, project)``.
+
+    ``allowed_types`` (e.g. ``("service_account", "external_account:aws")``) refuses any
+    other type before anything is fetched or run: pass it when the file may come from
+    someone else (see SECURITY.md)."""
     if not isinstance(info, Mapping):
         raise MalformedCredentialsError(
             f"{source}: a credential must be a JSON object, not {type(info).__name__}.",
             source=source)
+    check_allowed_type(info, allowed_types, source)
     kind = info.get("type")
     credentials: Credentials
     project_id: str | None = None
@@ -159,6 +209,14 @@ def load_credentials_from_dict(
 
         credentials = impersonated_credentials.Credentials.from_impersonated_service_account_info(
             info, scopes, default_scopes=default_scopes, source=source, **kwargs)
+    elif kind == "external_account":
+        credentials = _external_account(info, scopes=scopes, default_scopes=default_scopes,
+                                        source=source, **kwargs)
+    elif kind == "external_account_authorized_user":
+        from . import external_account_authorized_user as workforce
+
+        credentials = workforce.Credentials.from_info(info, scopes=scopes, source=source,
+                                                      **kwargs)
     elif kind in UNSUPPORTED_TYPES:
         raise MalformedCredentialsError(
             f"{source}: credential type {kind!r} is not supported by gcauth yet (supported: "
@@ -174,6 +232,26 @@ def load_credentials_from_dict(
     return credentials, project_id
 
 
+def _external_account(info: Mapping[str, Any], **kwargs: Any) -> Credentials:
+    """The class an ``external_account`` configuration needs, by its ``credential_source``:
+    ``aws`` (``environment_id: aws1``), ``pluggable`` (``executable``), else
+    ``identity_pool`` (``file``, ``url``; it names anything else it cannot read)."""
+    from .external_account import source_kind
+
+    kind = source_kind(info)
+    if kind == "aws":
+        from . import aws
+
+        return aws.Credentials.from_info(info, **kwargs)
+    if kind == "executable":
+        from . import pluggable
+
+        return pluggable.Credentials.from_info(info, **kwargs)
+    from . import identity_pool
+
+    return identity_pool.Credentials.from_info(info, **kwargs)
+
+
 def load_credentials_from_file(
     filename: str | os.PathLike[str],
     scopes: Sequence[str] | None = None,
@@ -181,7 +259,10 @@ def load_credentials_from_file(
     quota_project_id: str | None = None,
     **kwargs: Any,
 ) -> tuple[Credentials, str | None]:
-    """Credentials from a credential file of any supported type; returns ``(creds, project)``."""
+    """Credentials from a credential file of any supported type; returns ``(creds, project)``.
+    ``allowed_types=`` restricts the types accepted (see :func:`load_credentials_from_dict`).
+    An ``external_account`` file's project is not looked up here (``project`` is ``None``):
+    ``credentials.get_project_id()`` does that when asked."""
     name = os.fspath(filename)
     info = _files.read_json_file(name, fix="point at a service account key or an ADC user file")
     return load_credentials_from_dict(info, scopes, default_scopes, quota_project_id,
@@ -331,6 +412,7 @@ def find_default(
     environ: Mapping[str, str] | None = None,
     metadata_timeout: float | None = None,
     keep_errors: bool = False,
+    allowed_types: Sequence[str] | None = None,
 ) -> Resolution:
     """Run ADC discovery and return everything it learned (``explain`` prints this).
 
@@ -342,7 +424,8 @@ def find_default(
     res = Resolution()
 
     def load(path: str | os.PathLike[str]) -> tuple[Credentials, str | None]:
-        return load_credentials_from_file(path, scopes, default_scopes)
+        return load_credentials_from_file(path, scopes, default_scopes,
+                                          allowed_types=allowed_types)
 
     try:
         found = (_from_env(env, res, load, keep_errors)
@@ -401,14 +484,18 @@ def default(
     request: Any = None,
     quota_project_id: str | None = None,
     default_scopes: Sequence[str] | None = None,
+    *,
+    allowed_types: Sequence[str] | None = None,
 ) -> tuple[Credentials, str | None]:
     """Application Default Credentials: ``(credentials, project_id)``.
 
     Raises :class:`~gcauth.exceptions.DefaultCredentialsError` listing every source tried and
-    how to fix it when nothing is found.
+    how to fix it when nothing is found. ``allowed_types`` (credential file types, e.g.
+    ``("service_account", "external_account")``) refuses a file of any other type before
+    anything is fetched or run; the metadata server is not a file and stays allowed.
     """
     res = find_default(scopes, request=request, quota_project_id=quota_project_id,
-                       default_scopes=default_scopes)
+                       default_scopes=default_scopes, allowed_types=allowed_types)
     if res.credentials is None:
         raise DefaultCredentialsError(not_found_message(res))
     credentials = res.credentials

@@ -19,6 +19,7 @@ __all__ = [
     "check_link_inside",
     "make_private_dir",
     "read_json_file",
+    "read_bytes_file",
     "remove_file_if",
     "remove_stale_temps",
     "write_private_json",
@@ -68,6 +69,21 @@ def read_json_file(
         flags |= _NOFOLLOW
     data = _read_bounded(name, target, flags, what=what, fix=fix, max_bytes=max_bytes)
     return _parse_json(name, data, what=what, fix=fix)
+
+
+def read_bytes_file(path: str | os.PathLike[str], *, what: str, fix: str,
+                    max_bytes: int = MAX_CREDENTIAL_FILE_BYTES) -> bytes:
+    """The bytes of a small regular file (a subject token a workload's platform writes),
+    read with the same refusals as :func:`read_json_file`: no devices, FIFOs or oversized
+    files, non-blocking, at most ``max_bytes`` + 1 bytes. Failures are
+    :class:`MalformedCredentialsError` naming the file."""
+    name = os.fspath(path)
+    if "\0" in name:
+        raise MalformedCredentialsError(
+            f"{what} path {name!r} contains a NUL byte, which no file name can hold; {fix}.",
+            source=repr(name))
+    _check_path(name, what, fix, max_bytes)
+    return _read_bounded(name, name, _OPEN_FLAGS, what=what, fix=fix, max_bytes=max_bytes)
 
 
 def _refusal(name: str, mode: int, size: int, what: str, fix: str,
