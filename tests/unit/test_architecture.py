@@ -157,7 +157,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gcauth.credentials", "gcauth.service_account", "gcauth.authorized_user",
      "gcauth.compute_engine", "gcauth.impersonated_credentials", "gcauth.iam"),
     ("gcauth.tokens",),
-    ("gcauth._protocol",),
+    ("gcauth._protocol", "gcauth._protocol.sigv4"),
     ("gcauth._sender", "gcauth._urllib3", "gcauth._http", "gcauth._retry", "gcauth._files",
      "gcauth._checks",
      "gcauth._endpoints", "gcauth._json", "gcauth._value", "gcauth._info",
