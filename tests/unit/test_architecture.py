@@ -159,7 +159,7 @@ LAYERS: list[tuple[str, ...]] = [
      "gcauth.external_account", "gcauth.identity_pool", "gcauth.aws", "gcauth.pluggable",
      "gcauth.external_account_authorized_user"),
     ("gcauth.tokens",),
-    ("gcauth._protocol",),
+    ("gcauth._protocol", "gcauth._protocol.sigv4"),
     ("gcauth._sender", "gcauth._urllib3", "gcauth._http", "gcauth._retry", "gcauth._files",
      "gcauth._checks", "gcauth._executable",
      "gcauth._endpoints", "gcauth._json", "gcauth._value", "gcauth._info",
