@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from ._guard import PRELUDE
@@ -115,6 +116,9 @@ def redirect_google_auth_rab(emulator: Any) -> None:
                 "/allowedLocations")
 
     rab.get_service_account_rab_endpoint = endpoint
+    for name in ("get_workforce_pool_rab_endpoint", "get_workload_identity_pool_rab_endpoint"):
+        if hasattr(rab, name):  # the pools' lookups: the emulator answers 404 there too
+            setattr(rab, name, lambda *args, _n=name: f"{emulator.url}/rab/{_n}")
 
 
 # -- 1. import time ------------------------------------------------------------------------------
@@ -615,6 +619,48 @@ def bench_impersonated_herd(ctx: Context) -> None:
             note=f"gcauth per trial {ours_counts}, google-auth per trial {theirs_counts}"))
 
 
+# -- 8b. workload identity federation herd ------------------------------------------------------
+def bench_federation_herd(ctx: Context) -> None:
+    """32 concurrent first callers of one external_account credential (an OIDC token file,
+    impersonating a service account): STS exchanges and generateAccessToken calls."""
+    import google.auth.transport.requests
+    from google.auth import identity_pool as google_pool
+
+    from gcauth import identity_pool as gcauth_pool
+    from gcauth.transport.requests import Request as GcauthRequest
+
+    emu = ctx.emulator
+    target = emu.create_service_account(project_id="bench", name="wif-target",
+                                        with_key=False)["client_email"]
+    config = emu.create_workload_identity_pool("oidc", service_account=target)
+    token = emu.issue_oidc_token(subject="repo:bench/app:ref:refs/heads/main",
+                                 audience=config["audience"])
+    Path(config["credential_source"]["file"]).write_text(token)
+    url = f"{emu.api_url}/sql/v1beta4/projects/bench/instances"
+    google_request = google.auth.transport.requests.Request()
+    ours_request = GcauthRequest()
+    n = 32
+    seen: dict[str, list[tuple[int, int]]] = {"ours": [], "theirs": []}
+    for _ in range(ctx.reps(5, 2)):
+        ours = gcauth_pool.Credentials.from_info(config, scopes=SCOPES)
+        emu.reset_counts()
+        _herd(n, partial(ours.get_token, ours_request))
+        seen["ours"].append((emu.counts["sts"], emu.counts["generateAccessToken"]))
+
+        theirs = google_pool.Credentials.from_info(config, scopes=SCOPES)
+        emu.reset_counts()
+        _herd(n, partial(theirs.before_request, google_request, "GET", url, {}))
+        seen["theirs"].append((emu.counts["sts"], emu.counts["generateAccessToken"]))
+    for index, what in enumerate(("STS exchange", "generateAccessToken")):
+        ours_counts = [trial[index] for trial in seen["ours"]]
+        theirs_counts = [trial[index] for trial in seen["theirs"]]
+        ctx.rows.append(Row(
+            "federation", f"{what} requests, {n} concurrent first callers (median)",
+            median([float(v) for v in ours_counts]), median([float(v) for v in theirs_counts]),
+            "requests", "exactly 1", all(v == 1 for v in ours_counts),
+            note=f"gcauth per trial {ours_counts}, google-auth per trial {theirs_counts}"))
+
+
 # -- 9. ID-token verification -------------------------------------------------------------------
 def bench_verify(ctx: Context) -> None:
     import google.auth.transport.requests
@@ -796,6 +842,7 @@ BENCHMARKS: dict[str, Callable[[Context], None]] = {
     "overhead": bench_overhead,
     "latency": bench_tail_latency,
     "impersonation": bench_impersonated_herd,
+    "federation": bench_federation_herd,
     "verify": bench_verify,
     "google-libraries": bench_google_libraries,
 }

@@ -64,7 +64,12 @@ _KIND_TEXT = {"authorized_user": "a user account",
               "impersonated_service_account": "a service account, impersonated",
               "service_account_id_token": "ID tokens from a service account key",
               "compute_engine_id_token": "ID tokens from the VM's attached service account",
-              "impersonated_id_token": "ID tokens of an impersonated service account"}
+              "impersonated_id_token": "ID tokens of an impersonated service account",
+              "external_account": "workload or workforce identity federation",
+              "external_account_authorized_user": "a workforce identity federation user"}
+#: How the text output names an ``external_account`` credential's subject-token source.
+_SOURCE_TEXT = {"file": "a file", "url": "a URL", "aws": "AWS credentials (signed "
+                "GetCallerIdentity)", "executable": "an executable", "supplier": "a supplier"}
 #: How the text output says where a project came from (``Resolution.project_source``).
 _PROJECT_FROM = {"credential_file": "the credential file's project_id",
                  "gcloud_config": "gcloud's core/project",
@@ -140,6 +145,15 @@ def build_report(scopes: list[str] | None, fetch_token: bool,
     if info.get("chain"):  # impersonation: who acts as whom, through which delegates
         report["impersonation"] = {"chain": info["chain"], "iam_endpoint":
                                    info.get("iam_endpoint"), "source": info.get("source")}
+    if info.get("type") == "external_account":
+        where = (info.get("subject_token_file") or info.get("subject_token_url")
+                 or info.get("executable") or info.get("aws_region_url"))
+        report["federation"] = {
+            "audience": info.get("audience"), "pool": info.get("pool"),
+            "credential_source": info.get("credential_source"), "location": where,
+            "subject_token_type": info.get("subject_token_type"),
+            "impersonated_service_account": info.get("account"),
+            "executables_allowed": info.get("executables_allowed")}
     if fetch_token:
         try:
             token = credentials.get_token()
@@ -201,6 +215,18 @@ def render(report: dict[str, Any]) -> str:
         row("scopes", " ".join(scopes) if scopes else "all granted at login")
         if report.get("token_uri"):
             row("token endpoint", report["token_uri"])
+        federation = report.get("federation")
+        if federation:
+            row("audience", federation["audience"])
+            kind = federation["credential_source"]
+            where = f" ({federation['location']})" if federation.get("location") else ""
+            row("subject token", f"{_SOURCE_TEXT.get(kind, kind)}{where}, "
+                                 f"{federation['subject_token_type']}")
+            if federation.get("executables_allowed") is False:
+                row("executables", "refused: set GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1 "
+                                   "to let this file run its command")
+            row("impersonation", federation.get("impersonated_service_account")
+                or "none (the STS token is used directly)")
         if report.get("impersonation"):
             row("impersonation", " -> ".join(report["impersonation"]["chain"]))
             row("IAM endpoint", report["impersonation"]["iam_endpoint"])
