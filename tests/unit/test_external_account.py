@@ -415,3 +415,54 @@ def test_workforce_user_missing_fields(drop: str, field: str) -> None:
 def test_workforce_user_untrusted_token_url() -> None:
     with pytest.raises(UnsafeEndpointError):
         gcauth.load_credentials_from_dict(workforce_user(token_url="https://evil.test/t"))
+
+
+# -- async -----------------------------------------------------------------------------------
+class AsyncFake:
+    """An AsyncRequest answering from a sync fake server."""
+
+    def __init__(self) -> None:
+        self.seen: list[HttpRequest] = []
+
+    async def send(self, request: HttpRequest) -> HttpResponse:
+        self.seen.append(request)
+        return sts_ok(request)
+
+
+def test_async_callers_share_one_exchange_and_one_impersonation(tmp_path: Path) -> None:
+    import asyncio
+
+    supplier = Supplier()
+    creds = identity_pool.Credentials(
+        AUDIENCE, JWT_TYPE, subject_token_supplier=supplier,
+        service_account_impersonation_url=IMPERSONATE)
+    fake = AsyncFake()
+
+    async def main() -> list[str]:
+        tokens = await asyncio.gather(*(creds.aget_token(fake) for _ in range(20)))
+        return [t.access_token for t in tokens]
+
+    assert set(asyncio.run(main())) == {"ya29.impersonated"}
+    assert [r.url.split("/")[2] for r in fake.seen] == ["sts.googleapis.com",
+                                                         "iamcredentials.googleapis.com"]
+    assert len(supplier.contexts) == 1  # the supplier ran once, in a worker thread
+
+
+def test_threads_share_one_exchange(tmp_path: Path) -> None:
+    import threading
+
+    from tests.kit.creds import TokenSender
+
+    gate = threading.Event()
+    sender = TokenSender(gate=gate)
+    creds = identity_pool.Credentials.from_info(config(tmp_path))
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(
+        creds.get_token(sender).access_token)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    assert len(results) == 16 and len(set(results)) == 1
+    assert sender.count == 1
