@@ -4,17 +4,21 @@ its OIDC issuer and Resource Manager, over raw HTTP: every success and every rej
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import stat
+import threading
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from gcauth.emulator import Emulator
+from gcauth.emulator import Emulator, serve_forever
+from gcauth.exceptions import UsageError
 from tests.kit.emu import CLOUD, EMAIL, Kit, Resp, b64url
 
 EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -466,3 +470,56 @@ def test_introspect_and_revoke(kit: Kit, emu: Emulator) -> None:
     err(refresh(kit, info), 400, "invalid_grant")
     assert kit.post("/v1/revoke", {"token": "unknown"}, auth).status == 200  # RFC 7009 §2.2
     assert emu.counts["sts_introspect"] == 5 and emu.counts["sts_revoke"] == 4
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_serve_forever_writes_workload_identity_pool_configurations(tmp_path: Path) -> None:
+    out = io.StringIO()
+    stop = threading.Event()
+    result: list[int] = []
+    state = tmp_path / "st"
+    t = threading.Thread(target=lambda: result.append(serve_forever(
+        "127.0.0.1", 0, out, state_dir=state, stop_event=stop,
+        workload_identity_pools=["oidc", "aws", "workforce", "oidc"])))
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "workforce workload identity pool" not in out.getvalue() \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
+        text = out.getvalue()
+        for kind in ("oidc", "aws", "workforce"):
+            path = state / f"external-account-{kind}.json"
+            assert f"# {kind} workload identity pool configuration: {path}" in text
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        config = json.loads((state / "external-account-oidc.json").read_text())
+        token_file = Path(config["credential_source"]["file"])
+        assert token_file == (state / "oidc-subject-token.txt").resolve()
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+        url = config["token_url"].removesuffix("/v1/token")
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+
+        class Remote:  # a Kit for the emulator serve_forever started
+            def __init__(self) -> None:
+                self.host, self.port = host, int(port)
+
+        r = exchange(Kit(Remote()), config["audience"],  # type: ignore[arg-type]
+                     token_file.read_text())
+        assert r.status == 200, r.text
+        aws_config = json.loads((state / "external-account-aws.json").read_text())
+        assert aws_config["credential_source"]["environment_id"] == "aws1"
+        workforce = json.loads((state / "external-account-workforce.json").read_text())
+        assert "workforce_pool_user_project" in workforce
+    finally:
+        stop.set()
+        t.join(5)
+    assert result == [0]
+
+
+def test_workload_identity_pool_option_needs_a_state_dir_and_a_known_kind(
+        tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="--state-dir"):
+        serve_forever("127.0.0.1", 0, io.StringIO(), workload_identity_pools=["oidc"])
+    with pytest.raises(UsageError, match="saml"):
+        serve_forever("127.0.0.1", 0, io.StringIO(), state_dir=tmp_path,
+                      workload_identity_pools=["saml"])
