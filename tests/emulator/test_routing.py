@@ -29,8 +29,10 @@ DOCUMENTED_COUNTS = {"token", "token_issued", "metadata", "metadata_token",
                      "metadata_token_issued", "metadata_identity", "api", "tokeninfo", "revoke",
                      "auth", "approve", "device_code", "device_page", "certs", "ping", "echo",
                      "generateAccessToken", "generateIdToken", "signBlob", "signJwt",
-                     "discovery"}
-DOCUMENTED_GROUPS = {"token", "metadata", "api", "revoke", "tokeninfo", "device_code", "iam"}
+                     "discovery", "sts", "sts_issued", "sts_oauthtoken", "sts_introspect",
+                     "sts_revoke", "resourcemanager", "oidc_jwks", "oidc_token", "aws_imds"}
+DOCUMENTED_GROUPS = {"token", "metadata", "api", "revoke", "tokeninfo", "device_code", "iam",
+                     "sts", "resourcemanager", "aws_imds"}
 
 
 def request(method: str, path: str, body: bytes = b"", **headers: str) -> Request:
@@ -193,7 +195,7 @@ def test_api_guard_headers_and_counts() -> None:
 
 # -- the public names --------------------------------------------------------------------------
 def test_counts_keys_and_fault_groups_are_the_documented_ones() -> None:
-    issued = {"token_issued", "metadata_token_issued"}  # bumped by handlers
+    issued = {"token_issued", "metadata_token_issued", "sts_issued"}  # bumped by handlers
     assert ROUTER.counter_names | issued == DOCUMENTED_COUNTS
     assert ROUTER.fault_groups == DOCUMENTED_GROUPS
     assert FaultInjector().groups == DOCUMENTED_GROUPS

@@ -40,6 +40,11 @@ def register(commands: Any) -> None:
                         help="write credential files for this emulator into DIR (mode 0600)")
     parser.add_argument("--verbose", action="store_true",
                         help="log each request (method, path, status) to stderr")
+    parser.add_argument("--workload-identity-pool", action="append", default=[],
+                        metavar="KIND", dest="workload_identity_pools",
+                        help="with --state-dir: create a workload identity pool of KIND "
+                             "(oidc, aws or workforce) and write its external_account "
+                             "credential configuration into DIR; repeatable")
     parser.set_defaults(handler=run)
 
 
@@ -48,4 +53,5 @@ def run(args: argparse.Namespace) -> int:
     from ..emulator._main import check_address
 
     check_address(args.host, args.port)
-    return serve_forever(args.host, args.port, state_dir=args.state_dir, verbose=args.verbose)
+    return serve_forever(args.host, args.port, state_dir=args.state_dir, verbose=args.verbose,
+                         workload_identity_pools=args.workload_identity_pools)

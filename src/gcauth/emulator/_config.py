@@ -43,6 +43,11 @@ class Config:
     max_connections: int = 1000
     #: ``Cache-Control: max-age`` of the certificate documents (``/oauth2/v1/certs``...)
     certs_max_age: int = 3600
+    #: the AWS "instance" the IMDS stand-in describes: its region (availability zone
+    #: ``{aws_region}a``), account and instance role
+    aws_region: str = "us-east-1"
+    aws_account_id: str = "111122223333"
+    aws_role: str = "emu-instance-role"
 
     @property
     def token_uri(self) -> str:

@@ -9,6 +9,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -39,6 +40,36 @@ def _write_state(emu: Emulator, state_dir: Path) -> dict[str, Path]:
                        emu.create_oauth_client("limited-input", name=STATE_DIR_APP))
     write_private_json(files["authorized user"], emu.create_authorized_user())
     return files
+
+
+#: ``--workload-identity-pool`` kinds: an OIDC workload pool, an AWS one, a workforce pool.
+POOL_KINDS = ("oidc", "aws", "workforce")
+#: How often the subject-token files of ``--workload-identity-pool`` are re-minted (their
+#: tokens live an hour).
+TOKEN_REFRESH_SECONDS = 1800.0
+
+
+def _write_pools(emu: Emulator, state_dir: Path, kinds: Sequence[str],
+                 ) -> tuple[dict[str, Path], list[dict[str, Any]]]:
+    """Write one credential configuration per kind (``external-account-<kind>.json``); the
+    OIDC ones read their subject token from ``<kind>-subject-token.txt`` beside it."""
+    files: dict[str, Path] = {}
+    refresh: list[dict[str, Any]] = []
+    for kind in dict.fromkeys(kinds):
+        path = state_dir / f"external-account-{kind}.json"
+        if kind == "aws":
+            config = emu.create_workload_identity_pool("aws")
+        else:
+            token = (state_dir / f"{kind}-subject-token.txt").resolve()
+            config = emu.create_workload_identity_pool(
+                workforce=kind == "workforce",
+                credential_source={"file": str(token), "format": {"type": "text"}})
+            emu.write_subject_token(config)
+            refresh.append(config)
+            files[f"{kind} subject token (re-minted every 30 minutes)"] = token
+        write_private_json(path, config)
+        files[f"{kind} workload identity pool configuration"] = path
+    return files, refresh
 
 
 def check_address(host: str, port: object) -> None:
@@ -88,6 +119,7 @@ def serve_forever(
     control: bool = True,
     verbose: bool = False,
     stop_event: threading.Event | None = None,
+    workload_identity_pools: Sequence[str] = (),
 ) -> int:
     """Start an emulator, print ``export`` lines for it and serve until SIGINT/SIGTERM.
 
@@ -96,9 +128,20 @@ def serve_forever(
     from that shell writes its ADC file beside them, not into the user's real gcloud
     directory.
 
+    ``workload_identity_pools`` (kinds of :data:`POOL_KINDS`; needs ``state_dir``) writes an
+    ``external_account`` credential configuration per kind into ``state_dir``; the OIDC
+    ones read a subject-token file there that is re-minted every 30 minutes while serving.
+
     ``stop_event`` (for embedding/tests) stops it as a signal would.  The fault
     control endpoint is enabled (``control=True``) by default here.  Returns 0.
     """
+    bad = [k for k in workload_identity_pools if k not in POOL_KINDS]
+    if bad:
+        raise UsageError(f"--workload-identity-pool {bad[0]} is not one of "
+                         f"{', '.join(POOL_KINDS)}.\nFix: pass oidc, aws or workforce.")
+    if workload_identity_pools and state_dir is None:
+        raise UsageError("--workload-identity-pool writes its credential configuration into "
+                         "--state-dir.\nFix: add --state-dir DIR.")
     out = out if out is not None else sys.stdout
     stop = stop_event if stop_event is not None else threading.Event()
     emu = Emulator(host, port, control=control, verbose=verbose)
@@ -125,9 +168,18 @@ def serve_forever(
             out.write(f"export CLOUDSDK_CONFIG={shlex.quote(str(gcloud))}\n")
             for label, path in _write_state(emu, Path(state_dir)).items():
                 out.write(f"# {label}: {path}\n")
+        refresh: list[dict[str, Any]] = []
+        if workload_identity_pools and state_dir is not None:
+            files, refresh = _write_pools(emu, Path(state_dir), workload_identity_pools)
+            for label, path in files.items():
+                out.write(f"# {label}: {path}\n")
         out.flush()
+        minted = time.monotonic()
         while not stop.wait(0.2):
-            pass
+            if refresh and time.monotonic() - minted >= TOKEN_REFRESH_SECONDS:
+                for config in refresh:
+                    emu.write_subject_token(config)
+                minted = time.monotonic()
     finally:
         emu.stop()
         for signum, handler in previous.items():
@@ -146,11 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port (0: pick a free one)")
     parser.add_argument("--state-dir", help="write demo credentials (mode 0600) here")
     parser.add_argument("--verbose", action="store_true", help="log each request to stderr")
+    parser.add_argument("--workload-identity-pool", action="append", default=[],
+                        metavar="KIND", help="with --state-dir: write an external_account "
+                        "configuration for a new pool of KIND (oidc, aws, workforce); "
+                        "repeatable")
     args = parser.parse_args(argv)
     try:
         check_address(args.host, args.port)
         return serve_forever(args.host, args.port, state_dir=args.state_dir,
-                             verbose=args.verbose)
+                             verbose=args.verbose,
+                             workload_identity_pools=args.workload_identity_pool)
     except GCAuthError as exc:  # UsageError (exit 2) or a failed bind (exit 1)
         first, _, rest = str(exc).partition("\n")
         sys.stderr.write(f"{parser.prog}: error: {first}\n" + (f"{rest}\n" if rest else ""))

@@ -12,7 +12,7 @@ import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock
 from ._jwt import SigningKey, new_signing_key
@@ -25,7 +25,9 @@ __all__ = [
     "CLIENT_KINDS",
     "AccessToken",
     "AuthCode",
+    "AwsCredentials",
     "DeviceGrant",
+    "IdentityPool",
     "OAuthClient",
     "PendingConsent",
     "RefreshToken",
@@ -120,6 +122,9 @@ class RefreshToken:
     account: str
     scopes: tuple[str, ...]
     revoked: bool = False
+    #: None for a Google user grant (``/token``); the workforce provider's audience for an
+    #: ``external_account_authorized_user`` grant (redeemed at the STS ``/v1/oauthtoken``)
+    audience: str | None = None
 
 
 @dataclass
@@ -132,10 +137,12 @@ class AccessToken:
     azp: str
     email: str | None
     sub: str | None
-    source: str  # "service_account", "user", "metadata", "delegated"
+    source: str  # "service_account", "user", "metadata", "delegated", "federated"
     refresh_token: str | None = field(default=None, repr=False)
     access_type: str = "online"
     revoked: bool = False
+    #: the IAM principal of a federated token (``principal://iam.googleapis.com/...``)
+    principal: str | None = None
 
     def live(self, now: float) -> bool:
         """True when the token is neither expired nor revoked at ``now``."""
@@ -194,6 +201,89 @@ class PendingConsent:
     accounts: tuple[str, ...] = ()
 
 
+IAM_HOST = "iam.googleapis.com"
+#: The subject token types Google's STS knows (RFC 8693 ``subject_token_type``).
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"
+SAML2_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:saml2"
+AWS4_TOKEN_TYPE = "urn:ietf:params:aws:token-type:aws4_request"
+
+
+@dataclass
+class IdentityPool:
+    """A workload identity pool (or workforce pool) with one provider.
+
+    ``name`` is the provider's full resource name, the STS ``audience``
+    (``//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/V``
+    or ``//iam.googleapis.com/locations/global/workforcePools/P/providers/V``).
+    """
+
+    name: str
+    kind: str  # "oidc" | "aws"
+    pool_id: str
+    provider_id: str
+    project_number: str | None  # workload pools only
+    allowed_audiences: tuple[str, ...]
+    attribute_condition: str | None
+    #: parsed ``attribute_condition`` (a :mod:`._cel` expression)
+    condition: Any = field(default=None, repr=False, compare=False)
+    #: ``{"google.subject": "assertion.sub", "attribute.x": ...}`` (CEL expressions)
+    attribute_mapping: dict[str, str] = field(default_factory=dict)
+    mapping: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    issuer: str | None = None  # oidc
+    #: keys that verify this provider's tokens (the emulator issuer's, or uploaded JWKS)
+    jwks: tuple[dict[str, Any], ...] = field(default=(), repr=False)
+    aws_account_id: str | None = None
+    aws_region: str | None = None
+    workforce_pool_user_project: str | None = None
+    service_account: str | None = None
+
+    @property
+    def workforce(self) -> bool:
+        return self.project_number is None
+
+    @property
+    def pool_resource(self) -> str:
+        """``projects/N/locations/global/workloadIdentityPools/P`` (or the workforce form)."""
+        if self.project_number is None:
+            return f"locations/global/workforcePools/{self.pool_id}"
+        return (f"projects/{self.project_number}/locations/global/"
+                f"workloadIdentityPools/{self.pool_id}")
+
+    def principal(self, subject: str) -> str:
+        """The IAM principal of ``subject`` (``google.subject``) in this pool."""
+        return f"principal://{IAM_HOST}/{self.pool_resource}/subject/{subject}"
+
+    @property
+    def principal_set(self) -> str:
+        """Every identity of the pool (``principalSet://.../POOL/*``)."""
+        return f"principalSet://{IAM_HOST}/{self.pool_resource}/*"
+
+
+@dataclass
+class AwsCredentials:
+    """Temporary AWS security credentials the emulator issued (IMDS or
+    ``create_aws_credentials``)."""
+
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    session_token: str = field(repr=False)
+    expiry: float
+    account_id: str
+    role_name: str
+    session_name: str
+
+    @property
+    def role_arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:role/{self.role_name}"
+
+    @property
+    def assumed_role_arn(self) -> str:
+        """What AWS STS GetCallerIdentity answers as ``Arn`` for these credentials."""
+        return (f"arn:aws:sts::{self.account_id}:assumed-role/{self.role_name}/"
+                f"{self.session_name}")
+
+
 def random_secret(prefix: str = "", nbytes: int = 32) -> str:
     """An unguessable URL-safe random string (token values, codes, consent ids)."""
     return prefix + secrets.token_urlsafe(nbytes)
@@ -223,6 +313,14 @@ class State:
         #: (member, service account email): ``member`` holds the Service Account Token
         #: Creator role on the account (IAM Credentials API)
         self.token_creators: set[tuple[str, str]] = set()
+        #: workload identity / workforce pool providers by full resource name (audience)
+        self.pools: dict[str, IdentityPool] = {}
+        #: AWS credentials by access key id; IMDSv2 session tokens and their expiry
+        self.aws_credentials: dict[str, AwsCredentials] = {}
+        self.imds_sessions: dict[str, float] = {}
+        #: project number -> project id (Resource Manager); the metadata project is implied
+        self.projects: dict[str, str] = {}
+        self._oidc_key: SigningKey | None = None
 
     # -- clock ---------------------------------------------------------------
     def now(self) -> float:
@@ -239,6 +337,38 @@ class State:
         """Increment the request counter ``key``."""
         with self.lock:
             self.counts[key] += 1
+
+    # -- federation ------------------------------------------------------------
+    @property
+    def oidc_key(self) -> SigningKey:
+        """The signing key of the emulator's own OIDC issuer (made on first use)."""
+        with self.lock:
+            if self._oidc_key is None:
+                self._oidc_key = new_signing_key("gcauth-emulator-oidc")
+            return self._oidc_key
+
+    def project_id_for(self, number_or_id: str) -> tuple[str, str] | None:
+        """``(project_number, project_id)`` of a known project, by number or id."""
+        with self.lock:
+            known = dict(self.projects)
+        known.setdefault(self.config.metadata_numeric_project_id,
+                         self.config.metadata_project_id)
+        for number, project_id in known.items():
+            if number_or_id in (number, project_id):
+                return number, project_id
+        return None
+
+    def may_act_as(self, member: str, email: str) -> bool:
+        """Whether ``member`` holds the Token Creator (or, for a federated principal,
+        Workload Identity User) role on account ``email``, itself or through its pool."""
+        with self.lock:
+            if (member, email) in self.token_creators:
+                return True
+            if member.startswith("principal://"):
+                pool_set = "principalSet://" + member[len("principal://"):].rsplit(
+                    "/subject/", 1)[0] + "/*"
+                return (pool_set, email) in self.token_creators
+        return False
 
     # -- issuing -------------------------------------------------------------
     def new_service_account(
@@ -315,12 +445,15 @@ class State:
             self.clients[client_id] = client
         return client
 
-    def new_refresh_token(self, client_id: str, account: str, scopes: tuple[str, ...]) -> str:
-        """Record a user grant and return its refresh token."""
+    def new_refresh_token(self, client_id: str, account: str, scopes: tuple[str, ...],
+                          audience: str | None = None) -> str:
+        """Record a user grant and return its refresh token (``audience``: a workforce
+        provider, for an ``external_account_authorized_user`` grant)."""
         value = random_secret(REFRESH_TOKEN_PREFIX, 48)
         with self.lock:
             self.refresh_tokens[value] = RefreshToken(
-                token=value, client_id=client_id, account=account, scopes=scopes
+                token=value, client_id=client_id, account=account, scopes=scopes,
+                audience=audience,
             )
         return value
 
@@ -337,6 +470,7 @@ class State:
         access_type: str = "online",
         expired: bool = False,
         lifetime: float | None = None,
+        principal: str | None = None,
     ) -> tuple[str, int]:
         """Mint an access token; return it and its ``expires_in`` (``lifetime``: at most
         that long, and never longer than ``config.token_lifetime``)."""
@@ -354,6 +488,7 @@ class State:
                 source=source,
                 refresh_token=refresh_token,
                 access_type=access_type,
+                principal=principal,
             )
         return value, int(lifetime)
 

@@ -15,13 +15,17 @@ from __future__ import annotations
 from functools import partial
 
 from ._apis import (
+    aws,
     consent,
     control,
     diagnostics,
     discovery,
     iamcredentials,
     metadata,
+    oidc,
+    resourcemanager,
     sqladmin,
+    sts,
     token,
     tokeninfo,
 )
@@ -36,6 +40,10 @@ _md = partial(Route, api=metadata.METADATA, methods=("GET", "HEAD"), counts="met
 _control = partial(Route, api=GOOGLE, local=True, control=True)
 _IAM = "/v1/projects/-/serviceAccounts/{sa}:"
 _iam = partial(Route, api=GOOGLE, methods=POST, group="iam")
+_sts = partial(Route, api=OAUTH, methods=POST, group="sts")
+_IMDS_CREDS = "/latest/meta-data/iam/security-credentials"
+_imds = partial(Route, api=aws.IMDS, methods=("GET", "HEAD"), counts="aws_imds",
+                group="aws_imds")
 
 ROUTES: tuple[Route, ...] = (
     # -- OAuth 2.0 server (oauth2.googleapis.com) --------------------------------------------
@@ -87,6 +95,26 @@ ROUTES: tuple[Route, ...] = (
     _iam(_IAM + "generateIdToken", iamcredentials.generate_id_token, counts="generateIdToken"),
     _iam(_IAM + "signBlob", iamcredentials.sign_blob, counts="signBlob"),
     _iam(_IAM + "signJwt", iamcredentials.sign_jwt, counts="signJwt"),
+    # -- Security Token Service (sts.googleapis.com) ----------------------------------------
+    _sts("/v1/token", sts.exchange, counts="sts"),
+    _sts("/v1/oauthtoken", sts.oauthtoken, counts="sts_oauthtoken"),
+    _sts("/v1/introspect", sts.introspect, counts="sts_introspect"),
+    _sts("/v1/revoke", sts.revoke, counts="sts_revoke"),
+    # -- Cloud Resource Manager (cloudresourcemanager.googleapis.com) -----------------------
+    Route("/v1/projects/{project}", resourcemanager.get_project, methods=GET,
+          counts="resourcemanager", group="resourcemanager"),
+    # -- the emulator's own OIDC identity provider (an external IdP) -------------------------
+    Route("/oidc/.well-known/openid-configuration", oidc.discovery, methods=GET),
+    Route("/oidc/jwks", oidc.jwks, methods=GET, counts="oidc_jwks"),
+    Route("/oidc/token", oidc.token, methods=GET, counts="oidc_token"),
+    # -- AWS EC2 instance metadata service, IMDSv2 (169.254.169.254) -------------------------
+    Route("/latest/api/token", aws.session_token, api=aws.IMDS, methods=("PUT",),
+          counts="aws_imds", group="aws_imds"),
+    _imds("/latest/meta-data/placement/availability-zone", aws.availability_zone),
+    _imds("/latest/meta-data/placement/region", aws.region),
+    _imds(_IMDS_CREDS + "/?", aws.role_name),
+    _imds(_IMDS_CREDS + "/{role}", aws.role_credentials),
+    _imds("/latest/{rest...}", aws.not_found),
     # -- sample Google API: Cloud SQL Admin -------------------------------------------------
     Route("/sql/v1beta4/projects/{project}/instances", sqladmin.list_instances,
           api=sqladmin.SQLADMIN, methods=GET, counts="api", group="api"),

@@ -5,8 +5,10 @@
 The caller is named by its bearer token (an access token the emulator issued, or a
 self-signed service-account JWT) and must carry the ``iam`` or ``cloud-platform`` scope.
 It may act as ``{sa}`` only when granted the Service Account Token Creator role on it
-(``emu.grant_token_creator``); with ``delegates`` each identity of the chain needs the
-role on the next one. Otherwise 403 ``PERMISSION_DENIED`` as Google words it; 401 without
+(``emu.grant_token_creator``; for a federated principal of a workload identity pool, the
+Workload Identity User role its pool was given with ``service_account=``); with
+``delegates`` each identity of the chain needs the role on the next one. Otherwise 403
+``PERMISSION_DENIED`` as Google words it; 401 without
 a (live) bearer token.
 """
 
@@ -64,10 +66,13 @@ def _caller(call: Call) -> str:
     state = call.state
     if bearer.count(".") != 2:
         rec = state.live_access_token(bearer, call.now)
-        if rec is None or rec.email is None:
+        if rec is None or (rec.email is None and rec.principal is None):
             raise invalid
         if not CALLER_SCOPES.intersection(rec.scopes):
             raise _insufficient_scopes()
+        if rec.principal is not None:  # an STS token: a federated principal
+            return rec.principal
+        assert rec.email is not None
         kind = "user:" if rec.source in ("user", "delegated") else "serviceAccount:"
         return kind + rec.email
     try:  # a self-signed service-account JWT (AIP-4111)
@@ -139,7 +144,7 @@ def _authorize(call: Call, data: dict[str, Any], permission: str) -> ServiceAcco
         chain.append(sa)
     member = caller
     for sa in chain:
-        if (member, sa.email) not in state.token_creators:
+        if not state.may_act_as(member, sa.email):
             raise _permission_denied(permission)
         member = sa.member
     return chain[-1]

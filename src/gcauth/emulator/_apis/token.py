@@ -160,7 +160,9 @@ def _refresh(call: Call, params: dict[str, str]) -> Reply:
     if not value:
         raise OAuthError(400, "invalid_request", "Missing required parameter: refresh_token")
     rt = call.state.refresh_tokens.get(value)
-    if rt is None or rt.revoked or rt.client_id != client.client_id:
+    # an external_account_authorized_user grant is redeemed at the STS, not here
+    if (rt is None or rt.revoked or rt.client_id != client.client_id
+            or rt.audience is not None):
         raise _invalid_grant("Token has been expired or revoked.")
     scopes = rt.scopes
     if params.get("scope"):
