@@ -23,7 +23,7 @@ pytest_plugins = ["tests.kit.leak_guard", "tests.kit.cli", "tests.kit.google"]
 def pytest_unconfigure(config: pytest.Config) -> None:
     release_reserved_port()
 
-_PREFIXES = ("GOOGLE_", "CLOUDSDK_", "GCE_", "GCLOUD_")
+_PREFIXES = ("GOOGLE_", "CLOUDSDK_", "GCE_", "GCLOUD_", "AWS_")
 _EXTRA = ("NO_GCE_CHECK", "K_SERVICE", "FUNCTION_TARGET", "GAE_APPLICATION", "CLOUD_RUN_JOB",
           "APPDATA")
 

@@ -18,8 +18,8 @@ __all__ = [
     "MAX_CREDENTIAL_FILE_BYTES",
     "check_link_inside",
     "make_private_dir",
+    "read_bounded",
     "read_json_file",
-    "read_bytes_file",
     "remove_file_if",
     "remove_stale_temps",
     "write_private_json",
@@ -71,12 +71,17 @@ def read_json_file(
     return _parse_json(name, data, what=what, fix=fix)
 
 
-def read_bytes_file(path: str | os.PathLike[str], *, what: str, fix: str,
-                    max_bytes: int = MAX_CREDENTIAL_FILE_BYTES) -> bytes:
-    """The bytes of a small regular file (a subject token a workload's platform writes),
-    read with the same refusals as :func:`read_json_file`: no devices, FIFOs or oversized
-    files, non-blocking, at most ``max_bytes`` + 1 bytes. Failures are
-    :class:`MalformedCredentialsError` naming the file."""
+def read_bounded(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "credential file",
+    fix: str = "point it at a JSON credential file",
+    max_bytes: int = MAX_CREDENTIAL_FILE_BYTES,
+) -> bytes:
+    """The bytes of the regular file ``path``, read with :func:`read_json_file`'s defences
+    (special files refused by path and again by descriptor, a non-blocking open, at most
+    ``max_bytes`` + 1 bytes read) but not parsed. Every failure, a missing file included, is
+    a :class:`MalformedCredentialsError` naming the file and how to fix it."""
     name = os.fspath(path)
     if "\0" in name:
         raise MalformedCredentialsError(

@@ -44,7 +44,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_google_service, is_loopback_host
@@ -197,12 +197,13 @@ class Credentials(Scoped):
                 field="service_account_impersonation_url", source=source,
                 universe_domain=universe, allowed_hosts=allowed_hosts)
             match = _EMAIL_IN_URL.search(urlsplit(url).path)
-            if match is None or "@" not in match["email"]:
+            email = unquote(match["email"]) if match else ""
+            if "@" not in email:
                 raise _malformed(source, "service_account_impersonation_url",
                                  "must be .../v1/projects/-/serviceAccounts/EMAIL:"
                                  "generateAccessToken.")
             self._impersonation_url = url
-            self._impersonated_email = match["email"].replace("%40", "@")
+            self._impersonated_email = email
         options = service_account_impersonation_options or {}
         if not isinstance(options, Mapping):
             raise _malformed(source, "service_account_impersonation",

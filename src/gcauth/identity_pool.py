@@ -213,7 +213,7 @@ class Credentials(_External):
         field = "credential_source.file"
         where = f"the subject token file {path} ({field} of {self._where})"
         try:
-            data = _files.read_bytes_file(
+            data = _files.read_bounded(
                 path, what="subject token file", max_bytes=MAX_SUBJECT_TOKEN * 2,
                 fix=f"check that the platform writes the token there, or fix {field} in "
                     f"{self._where}")

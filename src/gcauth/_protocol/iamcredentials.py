@@ -24,7 +24,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from .._checks import is_b64token, terminal_safe
 from .._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_endpoint
@@ -98,6 +98,7 @@ def split_endpoint(url: object, *, field: str, source: str,
         return checked.rstrip("/"), None
     rest = checked[where + len(_PATH):]
     principal, colon, method = rest.partition(":")
+    principal = unquote(principal)  # ...serviceAccounts/name%40project... is the same account
     if not colon or method not in METHODS or not _EMAIL.fullmatch(principal):
         raise UsageError(
             f"{source}: {field} names a service account method URL that gcauth cannot read: "
