@@ -316,3 +316,17 @@ def test_google_auth_bridge(emulator: Emulator) -> None:
 
     bridged.refresh(google.auth.transport.requests.Request())
     assert emulator.is_access_token_valid(bridged.token)
+
+
+def test_demo_has_a_federation_step() -> None:
+    import argparse
+    import io
+
+    from gcauth.cli import _demo
+
+    out = io.StringIO()
+    assert _demo.run(argparse.Namespace(), out) == 0
+    text = out.getvalue()
+    step = text[text.index("4. Workload identity federation"):text.index("5. No credentials")]
+    assert "external_account (file source), impersonating deployer@" in step
+    assert "HTTP 200" in step and "1 exchange, 1 impersonation call" in step

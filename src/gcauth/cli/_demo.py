@@ -146,8 +146,36 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                       f"{_project(res)}\n")
             _call_api(res.credentials, emu, res.project_id or "demo-project", out)
 
-        # 4. nothing at all: the error a user would see (metadata at a closed loopback port)
-        out.write("\n4. No credentials anywhere: the error says what was tried and how to fix it\n")
+        # 4. workload identity federation: a CI job's OIDC token, exchanged at the STS, then
+        # impersonating a service account (the file gcloud's create-cred-config writes)
+        out.write("\n4. Workload identity federation (an external_account file, as in CI)\n")
+        deployer = emu.create_service_account(project_id="demo-project", name="deployer",
+                                              with_key=False)["client_email"]
+        config = emu.create_workload_identity_pool(
+            "oidc", service_account=deployer,
+            attribute_condition="assertion.sub.startsWith('repo:demo-org/')")
+        token_file = Path(config["credential_source"]["file"])
+        token_file.write_text(emu.issue_oidc_token(
+            subject="repo:demo-org/app:ref:refs/heads/main", audience=config["audience"]))
+        wif_path = work / "wif.json"
+        _files.write_private_json(wif_path, config)
+        out.write(f"    the job's OIDC token is in {token_file.name}; pool provider "
+                  f"{config['audience'].rsplit('/', 1)[-1]}\n")
+        with _environment({**isolated, "GOOGLE_APPLICATION_CREDENTIALS": str(wif_path),
+                           "GOOGLE_CLOUD_PROJECT": "demo-project"}):
+            before = emu.counts
+            res = _resolve()
+            out.write(f"    ADC chose: {res.source} -> external_account "
+                      f"({res.credentials.source_kind} source), impersonating "
+                      f"{res.credentials.service_account_email}\n")
+            _call_api(res.credentials, emu, "demo-project", out)
+            counts = emu.counts - before
+            out.write(f"    the STS checked the token's signature, issuer, audience, expiry "
+                      f"and the provider's condition: {counts.get('sts', 0)} exchange, "
+                      f"{counts.get('generateAccessToken', 0)} impersonation call\n")
+
+        # 5. nothing at all: the error a user would see (metadata at a closed loopback port)
+        out.write("\n5. No credentials anywhere: the error says what was tried and how to fix it\n")
         closed = f"127.0.0.1:{_closed_port()}"
         with _environment({**isolated, "NO_GCE_CHECK": None, "GOOGLE_CLOUD_PROJECT": None,
                            "GCE_METADATA_HOST": closed, "GCE_METADATA_IP": closed}):
@@ -163,6 +191,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         counts = emu.counts
         out.write(f"\nEmulator saw {counts.get('token', 0)} token request(s), "
                   f"{counts.get('metadata_token', 0)} metadata token request(s), "
+                  f"{counts.get('sts', 0)} STS exchange(s), "
                   f"{counts.get('api', 0)} API call(s). Demo complete.\n")
     out.write(NEXT_STEPS)
     return 0
