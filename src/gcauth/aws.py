@@ -32,7 +32,7 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from ._checks import terminal_safe
@@ -165,7 +165,7 @@ class Credentials(_External):
                     supplier.get_aws_security_credentials(context, request))
 
         try:
-            region, credentials = yield blocking_step(call)
+            region, credentials = cast("tuple[object, object]", (yield blocking_step(call)))
         except RefreshError:
             raise
         except Exception as exc:  # noqa: BLE001 - user code: named, not echoed

@@ -315,7 +315,7 @@ def test_google_auth_bridge(emulator: Emulator) -> None:
     import google.auth.transport.requests
 
     bridged.refresh(google.auth.transport.requests.Request())
-    assert emulator.is_access_token_valid(bridged.token)
+    assert bridged.token is not None and emulator.is_access_token_valid(bridged.token)
 
 
 def test_demo_has_a_federation_step() -> None:
