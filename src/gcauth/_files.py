@@ -18,6 +18,7 @@ __all__ = [
     "MAX_CREDENTIAL_FILE_BYTES",
     "check_link_inside",
     "make_private_dir",
+    "read_bounded",
     "read_json_file",
     "remove_file_if",
     "remove_stale_temps",
@@ -68,6 +69,26 @@ def read_json_file(
         flags |= _NOFOLLOW
     data = _read_bounded(name, target, flags, what=what, fix=fix, max_bytes=max_bytes)
     return _parse_json(name, data, what=what, fix=fix)
+
+
+def read_bounded(
+    path: str | os.PathLike[str],
+    *,
+    what: str = "credential file",
+    fix: str = "point it at a JSON credential file",
+    max_bytes: int = MAX_CREDENTIAL_FILE_BYTES,
+) -> bytes:
+    """The bytes of the regular file ``path``, read with :func:`read_json_file`'s defences
+    (special files refused by path and again by descriptor, a non-blocking open, at most
+    ``max_bytes`` + 1 bytes read) but not parsed. Every failure, a missing file included, is
+    a :class:`MalformedCredentialsError` naming the file and how to fix it."""
+    name = os.fspath(path)
+    if "\0" in name:
+        raise MalformedCredentialsError(
+            f"{what} path {name!r} contains a NUL byte, which no file name can hold; {fix}.",
+            source=repr(name))
+    _check_path(name, what, fix, max_bytes)
+    return _read_bounded(name, name, _OPEN_FLAGS, what=what, fix=fix, max_bytes=max_bytes)
 
 
 def _refusal(name: str, mode: int, size: int, what: str, fix: str,
