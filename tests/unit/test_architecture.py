@@ -163,6 +163,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("gcauth._sender", "gcauth._urllib3", "gcauth._http", "gcauth._retry", "gcauth._files",
      "gcauth._checks", "gcauth._executable",
      "gcauth._endpoints", "gcauth._json", "gcauth._value", "gcauth._info",
+     "gcauth._executable",
      "gcauth.exceptions"),
 ]
 
