@@ -524,8 +524,6 @@ class Emulator:
             self._register_project(number, project_id)
             name = (f"//{IAM_HOST}/projects/{number}/locations/global/workloadIdentityPools/"
                     f"{pool_id}/providers/{provider_id}")
-        if name in self._state.pools:
-            raise ValueError(f"the provider {name} exists already")
         if attribute_mapping is None:
             attribute_mapping = {"google.subject": "assertion.arn" if kind == "aws"
                                  else "assertion.sub"}
@@ -561,6 +559,8 @@ class Emulator:
             workforce_pool_user_project=workforce_pool_user_project,
             service_account=sa_email)
         with self._state.lock:
+            if name in self._state.pools:
+                raise ValueError(f"the provider {name} exists already")
             self._state.pools[name] = pool
             if sa_email is not None:
                 self._state.token_creators.add((pool.principal_set, sa_email))

@@ -365,7 +365,7 @@ class State:
             if (member, email) in self.token_creators:
                 return True
             if member.startswith("principal://"):
-                pool_set = "principalSet://" + member[len("principal://"):].rsplit(
+                pool_set = "principalSet://" + member[len("principal://"):].split(
                     "/subject/", 1)[0] + "/*"
                 return (pool_set, email) in self.token_creators
         return False
