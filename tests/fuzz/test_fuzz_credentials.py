@@ -91,6 +91,59 @@ def test_near_valid_credential_info(info: dict[str, Any]) -> None:
     only_gcauth_errors(lambda: _load(info))
 
 
+_AUD = ("//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/"
+        "providers/x")
+_EXT = {"type": "external_account", "audience": _AUD,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "https://sts.googleapis.com/v1/token",
+        "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/"
+        "-/serviceAccounts/a@p.iam.gserviceaccount.com:generateAccessToken"}
+EXTERNAL_BASES = [
+    {**_EXT, "credential_source": {"file": "/nonexistent/token", "format": {"type": "text"}}},
+    {**_EXT, "credential_source": {"url": "http://127.0.0.1:1/t", "headers": {"a": "b"},
+                                   "format": {"type": "json",
+                                              "subject_token_field_name": "v"}}},
+    {**_EXT, "subject_token_type": "urn:ietf:params:aws:token-type:aws4_request",
+     "credential_source": {"environment_id": "aws1",
+                           "region_url": "http://169.254.169.254/latest/meta-data/placement/"
+                           "availability-zone",
+                           "url": "http://169.254.169.254/latest/meta-data/iam/security-"
+                           "credentials",
+                           "regional_cred_verification_url": "https://sts.{region}.amazonaws."
+                           "com?Action=GetCallerIdentity&Version=2011-06-15"}},
+    {**_EXT, "credential_source": {"executable": {"command": "/bin/true",
+                                                  "timeout_millis": 5000}}},
+    {"type": "external_account_authorized_user", "audience": _AUD, "refresh_token": "r" * 20,
+     "token_url": "https://sts.googleapis.com/v1/oauthtoken", "client_id": "c",
+     "client_secret": "s" * 20, "revoke_url": "https://sts.googleapis.com/v1/revoke"},
+]
+EXTERNAL_FIELDS = [*_EXT, "credential_source", "service_account_impersonation",
+                   "client_id", "client_secret", "workforce_pool_user_project",
+                   "quota_project_id", "universe_domain", "token_info_url", "refresh_token",
+                   "revoke_url", "scopes", "token", "expiry"]
+SOURCE_FIELDS = ["file", "url", "headers", "format", "environment_id", "region_url",
+                 "executable", "imdsv2_session_token_url", "regional_cred_verification_url"]
+
+
+def _with_source(base: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    source = base.get("credential_source")
+    if not isinstance(source, dict):
+        return st.just(base)
+    return mutated(source, SOURCE_FIELDS).map(lambda cs: {**base, "credential_source": cs})
+
+
+@FUZZ
+@given(st.one_of(*[mutated(b, EXTERNAL_FIELDS) for b in EXTERNAL_BASES],
+                 *[_with_source(b) for b in EXTERNAL_BASES]),
+       st.sampled_from([None, ["external_account:file"], ["service_account"]]))
+def test_near_valid_federation_configurations(info: dict[str, Any],
+                                              allowed: list[str] | None) -> None:
+    """external_account and workforce-user files: credentials or a gcauth error, never
+    anything fetched or run while loading (sockets are off; executables are not allowed)."""
+    only_gcauth_errors(lambda: gcauth.load_credentials_from_dict(info, allowed_types=allowed))
+    only_gcauth_errors(lambda: _load(info))
+
+
 @FUZZ
 @given(field_values | st.text(alphabet="ya29.-_~+/=", max_size=30), EXPIRIES | json_values)
 def test_a_saved_token_and_expiry(token: Any, expiry: Any) -> None:

@@ -330,3 +330,20 @@ def test_demo_has_a_federation_step() -> None:
     step = text[text.index("4. Workload identity federation"):text.index("5. No credentials")]
     assert "external_account (file source), impersonating deployer@" in step
     assert "HTTP 200" in step and "1 exchange, 1 impersonation call" in step
+
+
+def test_explain_shows_pool_source_and_impersonation(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gcauth.cli._explain import build_report, render
+
+    email = target(emulator, "wif-explain")
+    config = emulator.create_workload_identity_pool("oidc", service_account=email)
+    adc(monkeypatch, tmp_path, config)
+    report = build_report(None, True)
+    assert report["ok"] and report["type"] == "external_account"
+    assert report["federation"]["audience"] == config["audience"]
+    assert report["federation"]["impersonated_service_account"] == email
+    text = render(report)
+    assert "workload or workforce identity federation" in text
+    assert f"a file ({config['credential_source']['file']})" in text
+    assert email in text and "the token itself is never shown" in text
