@@ -260,6 +260,22 @@ def test_a_grandchild_holding_the_pipe(tmp_path: Path) -> None:
     assert gone(read_pid(pid_file))
 
 
+def test_a_background_process_not_holding_the_pipes_is_left_alone(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    command = script(tmp_path,
+                     "child = subprocess.Popen([sys.executable, '-c', "
+                     "'import time; time.sleep(30)'], stdout=subprocess.DEVNULL, "
+                     "stderr=subprocess.DEVNULL)\n"
+                     f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+                     f"print({response()!r}, flush=True)\n")
+    assert TOKEN.encode() in run(command)
+    pid = read_pid(pid_file)
+    try:
+        assert not gone(pid, within=0.5)
+    finally:
+        os.kill(pid, 9)
+
+
 def test_a_grandchild_ignoring_sigterm_after_a_timeout(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     grandchild = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
