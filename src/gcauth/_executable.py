@@ -511,12 +511,15 @@ def run(command: str, *, timeout: float, env: Mapping[str, str], origin: str) ->
     only a short terminal-safe tail of it ever appears, in an error message.
 
     Never hangs: after ``timeout`` seconds the whole process group gets SIGTERM, then
-    SIGKILL :data:`TERM_GRACE` later, and is reaped. Once the executable exits, processes it
-    left in its group that still hold its stdout/stderr open get :data:`DRAIN_GRACE` seconds,
-    then are killed. Every failure is a :class:`~gcauth.exceptions.RefreshError` naming
-    ``origin``: the command cannot be split, is not found or not executable; it timed out
-    (naming ``timeout_millis``); it printed more than :data:`MAX_OUTPUT_BYTES` (it is killed);
-    it exited non-zero or was killed by a signal (with its stderr's tail).
+    SIGKILL :data:`TERM_GRACE` later, and is reaped. Once the executable exits, if processes
+    it left behind still hold its stdout/stderr open after :data:`DRAIN_GRACE` seconds, its
+    process group gets SIGKILL (background processes that let go of the pipes are left
+    alone) and what it printed is used.
+
+    Every failure is a :class:`~gcauth.exceptions.RefreshError` naming ``origin``: the
+    command cannot be split, is not found or not executable; it timed out (naming
+    ``timeout_millis``); it printed more than :data:`MAX_OUTPUT_BYTES` (it is killed); it
+    exited non-zero or was killed by a signal (with its stderr's tail).
     """
     where = terminal_safe(origin)
     argv = _argv(command, where)
@@ -569,6 +572,7 @@ def _collect(proc: subprocess.Popen[bytes], timeout: float, where: str) -> bytes
             os.set_blocking(fd, False)
             selector.register(fd, selectors.EVENT_READ)
         exited_at: float | None = None
+        holders = False
         while True:
             now = time.monotonic()
             if exited_at is None and _exited(proc):
@@ -582,7 +586,8 @@ def _collect(proc: subprocess.Popen[bytes], timeout: float, where: str) -> bytes
                     f"longer, raise `timeout_millis` in the credential configuration (at "
                     f"most {TIMEOUT_MILLIS_RANGE[1]}); {_tail(err)}.")
             if exited_at is not None and now >= exited_at + DRAIN_GRACE:
-                break  # left-behind processes hold the pipes: killed below
+                holders = True  # left-behind processes hold the pipes: killed below
+                break
             wait = min(deadline - now, _POLL if exited_at is None else
                        exited_at + DRAIN_GRACE - now)
             if not selector.get_map():
@@ -607,8 +612,12 @@ def _collect(proc: subprocess.Popen[bytes], timeout: float, where: str) -> bytes
                 else:
                     err += chunk
                     del err[:-_STDERR_KEPT]
-    # the child has exited; kill what it left behind in its group, then reap it
-    _stop(proc, grace=0)
+    # the child has exited: kill what it left behind in its group holding the pipes (other
+    # processes it started are its business), then reap it
+    if holders:
+        _stop(proc, grace=0)
+    else:
+        proc.wait()
     code = proc.returncode
     if code != 0:
         raise RefreshError(f"{where}: it {_exit_text(code if code is not None else -9)}; "
