@@ -131,6 +131,10 @@ class Credentials(_External):
                 pass_through=self._pass_environment)
             data = _executable.run(self._command, timeout=self._timeout_s, env=env,
                                    origin=origin)
+            if not data.strip() and self._output_file:  # it answered in the output file only
+                saved = _executable.load_output_file(self._output_file, origin=origin, now=at)
+                if saved is not None:
+                    return saved
             return _executable.parse_response(data, origin=origin, now=at,
                                               require_expiration=bool(self._output_file))
 

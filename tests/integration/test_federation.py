@@ -347,3 +347,34 @@ def test_explain_shows_pool_source_and_impersonation(
     assert "workload or workforce identity federation" in text
     assert f"a file ({config['credential_source']['file']})" in text
     assert email in text and "the token itself is never shown" in text
+
+
+def test_executable_output_file_is_a_cache(emulator: Emulator, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    config = emulator.create_workload_identity_pool("oidc")
+    token = emulator.issue_oidc_token(audience=config["audience"])
+    runs, output = tmp_path / "runs", tmp_path / "cache.json"
+    command = write_executable(tmp_path, (
+        "import json, os, time\n"
+        f"open({str(runs)!r}, 'a').write('x')\n"
+        "response = {'version': 1, 'success': True, 'token_type': "
+        "'urn:ietf:params:oauth:token-type:jwt', "
+        f"'id_token': {token!r}, 'expiration_time': int(time.time()) + 3600}}\n"
+        "json.dump(response, open(os.environ['GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE'], 'w'))\n"
+        "if os.environ.get('PRINT') == '1':\n"
+        "    print(json.dumps(response))\n"))
+    config["credential_source"] = {"executable": {"command": command,
+                                                  "output_file": str(output)}}
+    monkeypatch.setenv(pluggable.ALLOW_EXECUTABLES, "1")
+    credentials, _ = gcauth.load_credentials_from_dict(config)
+    credentials.refresh()  # prints nothing: the response is read from the output file
+    assert runs.read_text() == "x" and output.exists()
+    credentials.refresh()
+    credentials.refresh()
+    assert runs.read_text() == "x"  # the saved, unexpired response was used
+    output.write_text(json.dumps({"version": 1, "success": True, "token_type":
+                                  "urn:ietf:params:oauth:token-type:jwt", "id_token": token,
+                                  "expiration_time": 1}))
+    monkeypatch.setenv("PRINT", "1")
+    credentials.refresh()  # expired in the file: run again
+    assert runs.read_text() == "xx" and credentials.valid
