@@ -98,7 +98,7 @@ _EXT = {"type": "external_account", "audience": _AUD,
         "token_url": "https://sts.googleapis.com/v1/token",
         "service_account_impersonation_url": "https://iamcredentials.googleapis.com/v1/projects/"
         "-/serviceAccounts/a@p.iam.gserviceaccount.com:generateAccessToken"}
-EXTERNAL_BASES = [
+EXTERNAL_BASES: list[dict[str, Any]] = [
     {**_EXT, "credential_source": {"file": "/nonexistent/token", "format": {"type": "text"}}},
     {**_EXT, "credential_source": {"url": "http://127.0.0.1:1/t", "headers": {"a": "b"},
                                    "format": {"type": "json",
