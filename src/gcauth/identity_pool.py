@@ -106,9 +106,7 @@ def _parse_headers(raw: object, source: str) -> dict[str, str]:
                 not isinstance(value, str) or any(c in value for c in "\r\n\0"):
             raise _malformed(source, "credential_source.headers",
                              "must map header names to single-line string values.")
-        if name.lower() in ("authorization", "x-goog-user-project", "host"):
-            pass  # the provider's own credentials may travel here; they are the user's
-        headers[name] = value
+        headers[name] = value  # the provider's own credentials may travel here: the user's
     return headers
 
 
