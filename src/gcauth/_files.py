@@ -58,16 +58,7 @@ def read_json_file(
     link, so a link swapped in after the check is refused too.
     """
     name = os.fspath(path)
-    if "\0" in name:
-        raise MalformedCredentialsError(
-            f"{what} path {name!r} contains a NUL byte, which no file name can hold; {fix}.",
-            source=repr(name))
-    _check_path(name, what, fix, max_bytes)
-    target, flags = name, _OPEN_FLAGS
-    if inside is not None:
-        target = check_link_inside(name, inside, what=what) or name
-        flags |= _NOFOLLOW
-    data = _read_bounded(name, target, flags, what=what, fix=fix, max_bytes=max_bytes)
+    data = _read(name, what=what, fix=fix, max_bytes=max_bytes, inside=inside)
     return _parse_json(name, data, what=what, fix=fix)
 
 
@@ -82,13 +73,22 @@ def read_bounded(
     (special files refused by path and again by descriptor, a non-blocking open, at most
     ``max_bytes`` + 1 bytes read) but not parsed. Every failure, a missing file included, is
     a :class:`MalformedCredentialsError` naming the file and how to fix it."""
-    name = os.fspath(path)
+    return _read(os.fspath(path), what=what, fix=fix, max_bytes=max_bytes, inside=None)
+
+
+def _read(name: str, *, what: str, fix: str, max_bytes: int,
+          inside: str | os.PathLike[str] | None) -> bytes:
+    """The checks by name, then the bounded read (see :func:`read_json_file`)."""
     if "\0" in name:
         raise MalformedCredentialsError(
             f"{what} path {name!r} contains a NUL byte, which no file name can hold; {fix}.",
             source=repr(name))
     _check_path(name, what, fix, max_bytes)
-    return _read_bounded(name, name, _OPEN_FLAGS, what=what, fix=fix, max_bytes=max_bytes)
+    target, flags = name, _OPEN_FLAGS
+    if inside is not None:
+        target = check_link_inside(name, inside, what=what) or name
+        flags |= _NOFOLLOW
+    return _read_bounded(name, target, flags, what=what, fix=fix, max_bytes=max_bytes)
 
 
 def _refusal(name: str, mode: int, size: int, what: str, fix: str,
