@@ -378,3 +378,25 @@ def test_executable_output_file_is_a_cache(emulator: Emulator, tmp_path: Path,
     monkeypatch.setenv("PRINT", "1")
     credentials.refresh()  # expired in the file: run again
     assert runs.read_text() == "xx" and credentials.valid
+
+
+def test_cli_revokes_a_workforce_users_adc_file(emulator: Emulator, tmp_path: Path) -> None:
+    from tests.kit.cli import cli_env, run_cli
+
+    env = cli_env(tmp_path)
+    info = emulator.create_external_account_authorized_user()
+    adc_file = Path(env["CLOUDSDK_CONFIG"]) / "application_default_credentials.json"
+    adc_file.parent.mkdir(parents=True, exist_ok=True)
+    adc_file.write_text(json.dumps(info))
+    code, out, err = run_cli(["auth", "application-default", "print-access-token"], env)
+    assert code == 0, err
+    assert emulator.is_access_token_valid(out.strip())
+    emulator.reset_counts()
+    code, out, err = run_cli(["auth", "application-default", "revoke"], env)
+    assert code == 0, err
+    assert "Workforce credentials revoked" in out and not adc_file.exists()
+    assert emulator.counts["sts_revoke"] == 1
+    assert info["refresh_token"] not in out + err
+    workforce = external_account_authorized_user.Credentials.from_info(info)
+    with pytest.raises(RefreshError):
+        workforce.refresh()

@@ -437,7 +437,8 @@ def _register_revoke(commands: Any) -> None:
         "revoke", help="revoke the ADC user credentials at the server and delete the file",
         formatter_class=formatter,
         description="Revoke the refresh token in the ADC file (RFC 7009) so it can never be "
-                    "used again,\nthen delete the file. Service-account files are not "
+                    "used again,\nthen delete the file (a workforce identity user's "
+                    "file is revoked at its revoke_url).\nService-account files are not "
                     "touched. --local-only deletes the file\nwithout contacting anyone (for a "
                     "server that is gone, e.g. an emulator that was stopped).",
         epilog=EXIT_CODES)
@@ -495,6 +496,14 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     path = well_known_file()
+    if path.exists():
+        from .._default import gcloud_config_dir
+
+        raw = _files.read_json_file(path, what="ADC file", fix="write it again",
+                                    inside=gcloud_config_dir())
+        if raw.get("type") == "external_account_authorized_user":
+            return _revoke_workforce_user(path, raw, bool(getattr(args, "local_only", False)),
+                                          out)
     info = _load_user_file(path, "revoke")
     user = _user_part(info)
     assert user is not None
@@ -539,6 +548,46 @@ def run_revoke(args: argparse.Namespace, out: TextIO | None = None) -> int:
         out.write(f"{first}. {path} now holds a newer login, so it was left in place.\n")
     else:
         out.write(f"{first}. {path} was already gone.\n")
+    return 0
+
+
+def _revoke_workforce_user(path: Path, info: dict[str, Any], local_only: bool,
+                           out: TextIO) -> int:
+    """``revoke`` of a workforce identity user's ADC file (``gcloud auth application-default
+    login --login-config``): the refresh token is revoked at the file's ``revoke_url``, then
+    the file is deleted if it still holds that token."""
+    from .. import _files
+    from ..exceptions import TransportError
+    from ..external_account_authorized_user import Credentials
+
+    credentials = Credentials.from_info(info, source=str(path))
+    token = credentials.refresh_token
+    if not local_only:
+        if not credentials.revoke_url:
+            raise DefaultCredentialsError(
+                f"the ADC file {path} has no revoke_url, so its refresh token cannot be "
+                "revoked. Fix: run `gcauth auth application-default revoke --local-only` to "
+                "delete the file, and end the session with your identity provider.")
+        try:
+            credentials.revoke()
+        except TransportError as exc:
+            from .._info import unreachable_fix
+
+            raise TransportError(
+                f"{exc}. The refresh token in {path} could not be revoked, and the file was "
+                f"left in place. Fix: {unreachable_fix(credentials.revoke_url)}; or run "
+                "`gcauth auth application-default revoke --local-only`.", url=exc.url,
+                timeout=exc.timeout) from None
+    deleted = _files.remove_file_if(
+        path, lambda now: isinstance(now, dict) and now.get("refresh_token") == token,
+        what="ADC file")
+    _files.remove_stale_temps(path)
+    first = ("Not revoked (--local-only): nothing was contacted" if local_only
+             else "Workforce credentials revoked")
+    if deleted:
+        out.write(f"{first}; {path} deleted.\n")
+    else:
+        out.write(f"{first}. {path} now holds another login, so it was left in place.\n")
     return 0
 
 
