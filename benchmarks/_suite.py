@@ -573,15 +573,47 @@ def bench_tail_latency(ctx: Context) -> None:
                         theirs_ratio, "×", "≤ 2×", ours_ratio <= 2))
 
 
-# -- 8. impersonation herd -------------------------------------------------------------------
-def bench_impersonated_herd(ctx: Context) -> None:
+# -- 8. two-step herds: impersonation, workload identity federation --------------------------------
+def _two_step_herd(ctx: Context, name: str, counters: tuple[str, str], labels: tuple[str, str],
+                   ours: Callable[[], Any], theirs: Callable[[], Any]) -> None:
+    """32 concurrent first callers of one fresh credential per trial, gcauth's then
+    google-auth's: the emulator's two ``counters`` per trial, a row for each."""
     import google.auth.transport.requests
+
+    from gcauth.transport.requests import Request as GcauthRequest
+
+    emu = ctx.emulator
+    url = f"{emu.api_url}/sql/v1beta4/projects/bench/instances"
+    google_request = google.auth.transport.requests.Request()
+    ours_request = GcauthRequest()
+    n = 32
+    seen: dict[str, list[tuple[int, int]]] = {"ours": [], "theirs": []}
+    for _ in range(ctx.reps(5, 2)):
+        mine = ours()
+        emu.reset_counts()
+        _herd(n, partial(mine.get_token, ours_request))
+        seen["ours"].append((emu.counts[counters[0]], emu.counts[counters[1]]))
+
+        peer = theirs()
+        emu.reset_counts()
+        _herd(n, partial(peer.before_request, google_request, "GET", url, {}))
+        seen["theirs"].append((emu.counts[counters[0]], emu.counts[counters[1]]))
+    for index, what in enumerate(labels):
+        ours_counts = [trial[index] for trial in seen["ours"]]
+        theirs_counts = [trial[index] for trial in seen["theirs"]]
+        ctx.rows.append(Row(
+            name, f"{what} requests, {n} concurrent first callers (median)",
+            median([float(v) for v in ours_counts]), median([float(v) for v in theirs_counts]),
+            "requests", "exactly 1", all(v == 1 for v in ours_counts),
+            note=f"gcauth per trial {ours_counts}, google-auth per trial {theirs_counts}"))
+
+
+def bench_impersonated_herd(ctx: Context) -> None:
     import google.oauth2.service_account as google_sa
     from google.auth import impersonated_credentials as google_impersonated
 
     from gcauth import impersonated_credentials as gcauth_impersonated
     from gcauth import service_account as gcauth_sa
-    from gcauth.transport.requests import Request as GcauthRequest
 
     emu = ctx.emulator
     key = emu.create_service_account(project_id="bench", name="herd-source")
@@ -590,44 +622,23 @@ def bench_impersonated_herd(ctx: Context) -> None:
     emu.grant_token_creator("serviceAccount:" + key["client_email"], target)
     override = (f"{emu.iam_endpoint}/v1/projects/-/serviceAccounts/{target}"
                 ":generateAccessToken")
-    url = f"{emu.api_url}/sql/v1beta4/projects/bench/instances"
-    google_request = google.auth.transport.requests.Request()
-    ours_request = GcauthRequest()
-    n = 32
-    seen: dict[str, list[tuple[int, int]]] = {"ours": [], "theirs": []}
-    for _ in range(ctx.reps(5, 2)):
-        ours = gcauth_impersonated.Credentials(
+    _two_step_herd(
+        ctx, "impersonation", ("token", "generateAccessToken"),
+        ("source-token", "generateAccessToken"),
+        lambda: gcauth_impersonated.Credentials(
             gcauth_sa.Credentials.from_service_account_info(key), target, SCOPES,
-            iam_endpoint_override=emu.iam_endpoint)
-        emu.reset_counts()
-        _herd(n, partial(ours.get_token, ours_request))
-        seen["ours"].append((emu.counts["token"], emu.counts["generateAccessToken"]))
-
-        theirs = google_impersonated.Credentials(
+            iam_endpoint_override=emu.iam_endpoint),
+        lambda: google_impersonated.Credentials(
             source_credentials=google_sa.Credentials.from_service_account_info(key),
-            target_principal=target, target_scopes=SCOPES, iam_endpoint_override=override)
-        emu.reset_counts()
-        _herd(n, partial(theirs.before_request, google_request, "GET", url, {}))
-        seen["theirs"].append((emu.counts["token"], emu.counts["generateAccessToken"]))
-    for index, what in enumerate(("source-token", "generateAccessToken")):
-        ours_counts = [trial[index] for trial in seen["ours"]]
-        theirs_counts = [trial[index] for trial in seen["theirs"]]
-        ctx.rows.append(Row(
-            "impersonation", f"{what} requests, {n} concurrent first callers (median)",
-            median([float(v) for v in ours_counts]), median([float(v) for v in theirs_counts]),
-            "requests", "exactly 1", all(v == 1 for v in ours_counts),
-            note=f"gcauth per trial {ours_counts}, google-auth per trial {theirs_counts}"))
+            target_principal=target, target_scopes=SCOPES, iam_endpoint_override=override))
 
 
-# -- 8b. workload identity federation herd ------------------------------------------------------
 def bench_federation_herd(ctx: Context) -> None:
-    """32 concurrent first callers of one external_account credential (an OIDC token file,
-    impersonating a service account): STS exchanges and generateAccessToken calls."""
-    import google.auth.transport.requests
+    """One external_account credential (an OIDC token file, impersonating a service
+    account): STS exchanges and generateAccessToken calls."""
     from google.auth import identity_pool as google_pool
 
     from gcauth import identity_pool as gcauth_pool
-    from gcauth.transport.requests import Request as GcauthRequest
 
     emu = ctx.emulator
     target = emu.create_service_account(project_id="bench", name="wif-target",
@@ -636,29 +647,11 @@ def bench_federation_herd(ctx: Context) -> None:
     token = emu.issue_oidc_token(subject="repo:bench/app:ref:refs/heads/main",
                                  audience=config["audience"])
     Path(config["credential_source"]["file"]).write_text(token)
-    url = f"{emu.api_url}/sql/v1beta4/projects/bench/instances"
-    google_request = google.auth.transport.requests.Request()
-    ours_request = GcauthRequest()
-    n = 32
-    seen: dict[str, list[tuple[int, int]]] = {"ours": [], "theirs": []}
-    for _ in range(ctx.reps(5, 2)):
-        ours = gcauth_pool.Credentials.from_info(config, scopes=SCOPES)
-        emu.reset_counts()
-        _herd(n, partial(ours.get_token, ours_request))
-        seen["ours"].append((emu.counts["sts"], emu.counts["generateAccessToken"]))
-
-        theirs = google_pool.Credentials.from_info(config, scopes=SCOPES)
-        emu.reset_counts()
-        _herd(n, partial(theirs.before_request, google_request, "GET", url, {}))
-        seen["theirs"].append((emu.counts["sts"], emu.counts["generateAccessToken"]))
-    for index, what in enumerate(("STS exchange", "generateAccessToken")):
-        ours_counts = [trial[index] for trial in seen["ours"]]
-        theirs_counts = [trial[index] for trial in seen["theirs"]]
-        ctx.rows.append(Row(
-            "federation", f"{what} requests, {n} concurrent first callers (median)",
-            median([float(v) for v in ours_counts]), median([float(v) for v in theirs_counts]),
-            "requests", "exactly 1", all(v == 1 for v in ours_counts),
-            note=f"gcauth per trial {ours_counts}, google-auth per trial {theirs_counts}"))
+    _two_step_herd(
+        ctx, "federation", ("sts", "generateAccessToken"),
+        ("STS exchange", "generateAccessToken"),
+        lambda: gcauth_pool.Credentials.from_info(config, scopes=SCOPES),
+        lambda: google_pool.Credentials.from_info(config, scopes=SCOPES))
 
 
 # -- 9. ID-token verification -------------------------------------------------------------------
