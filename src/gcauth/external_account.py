@@ -377,6 +377,14 @@ class Credentials(Scoped):
                 inner = self._inner
         return inner
 
+    @property
+    def impersonated_credentials(self) -> Any:
+        """The :class:`gcauth.impersonated_credentials.Credentials` that act as the
+        configured service account with this configuration's STS token (``None`` without
+        ``service_account_impersonation_url``): what ID tokens and ``sign_bytes`` go
+        through."""
+        return None if self._impersonation_url is None else self._impersonator()
+
     def _rebuild_state(self, token: Token | None, clock: Clock) -> None:
         super()._rebuild_state(token, clock)
         self._inner = None

@@ -318,7 +318,7 @@ def id_token_credentials_for(credentials: Credentials, audience: str, *,
                              include_email: bool = True, where: str | None = None
                              ) -> Credentials:
     """The ID-token credentials that match ``credentials`` (what ADC found)."""
-    from . import compute_engine, impersonated_credentials, service_account
+    from . import compute_engine, external_account, impersonated_credentials, service_account
     from .authorized_user import Credentials as UserCredentials
 
     if isinstance(credentials, service_account.Credentials):
@@ -334,6 +334,19 @@ def id_token_credentials_for(credentials: Credentials, audience: str, *,
         return compute_engine.IDTokenCredentials(None, audience,
                                                  use_metadata_identity_endpoint=True,
                                                  quota_project_id=credentials.quota_project_id)
+    if isinstance(credentials, external_account.Credentials):
+        impersonated = credentials.impersonated_credentials
+        if impersonated is None:
+            raise DefaultCredentialsError(
+                "a federated identity (external_account credentials"
+                f"{' in ' + where if where else ''}) cannot mint ID tokens itself: Google "
+                "mints them for a service account it impersonates. Fix: add "
+                "service_account_impersonation_url to the configuration (gcloud iam "
+                "workload-identity-pools create-cred-config --service-account=EMAIL), and give "
+                "the pool's principals roles/iam.workloadIdentityUser on that account.")
+        return impersonated_credentials.IDTokenCredentials(
+            impersonated, audience, include_email=include_email,
+            quota_project_id=credentials.quota_project_id)
     if isinstance(credentials, UserCredentials):
         if audience == credentials.client_id:
             return _UserIDTokens(credentials)

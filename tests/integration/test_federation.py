@@ -400,3 +400,25 @@ def test_cli_revokes_a_workforce_users_adc_file(emulator: Emulator, tmp_path: Pa
     workforce = external_account_authorized_user.Credentials.from_info(info)
     with pytest.raises(RefreshError):
         workforce.refresh()
+
+
+def test_id_tokens_through_the_impersonated_account(
+        emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gcauth import id_token
+
+    email = target(emulator, "wif-idtoken")
+    adc(monkeypatch, tmp_path, emulator.create_workload_identity_pool(
+        "oidc", service_account=email))
+    audience = "https://service-xyz.a.run.app"
+    value = id_token.fetch_id_token(None, audience)
+    claims = id_token.verify_token(value, None, audience=audience,
+                                   certs_url=emulator.certs_uri)
+    assert claims["email"] == email and claims["aud"] == audience
+    credentials, _ = gcauth.default()
+    emulator.reset_counts()
+    signature = credentials.impersonated_credentials.sign_bytes(b"payload")  # type: ignore
+    assert isinstance(signature, bytes) and len(signature) == 256
+    assert emulator.counts["signBlob"] == 1
+    adc(monkeypatch, tmp_path, emulator.create_workload_identity_pool("oidc"), "plain.json")
+    with pytest.raises(DefaultCredentialsError, match="service_account_impersonation_url"):
+        id_token.fetch_id_token(None, audience)
