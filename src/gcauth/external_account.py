@@ -49,7 +49,7 @@ from urllib.parse import quote, unquote, urlsplit
 from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_google_service, is_loopback_host
 from ._http import DEFAULT_TIMEOUT, Flow, HttpRequest, Join, checked_timeout, run_async, run_sync
-from ._info import credential_origin, unreachable
+from ._info import credential_origin, optional_id, unreachable
 from ._json import loads as json_loads
 from ._protocol import sts as _sts
 from ._protocol.rfc6749 import parse_error
@@ -514,7 +514,7 @@ class Credentials(Scoped):
             "client_id": info.get("client_id"),
             "client_secret": info.get("client_secret"),
             "token_info_url": _opt_str(info.get("token_info_url"), "token_info_url", source),
-            "quota_project_id": _opt_id(info, "quota_project_id", source),
+            "quota_project_id": optional_id(info, "quota_project_id", source),
             "workforce_pool_user_project": info.get("workforce_pool_user_project"),
             "universe_domain": info.get("universe_domain") or DEFAULT_UNIVERSE_DOMAIN,
         }
@@ -544,12 +544,6 @@ class Credentials(Scoped):
 
 
 _C = TypeVar("_C", bound=Credentials)
-
-
-def _opt_id(info: Mapping[str, Any], field: str, source: str) -> str | None:
-    from ._info import optional_id
-
-    return optional_id(info, field, source)
 
 
 def source_kind(info: Mapping[str, Any]) -> str | None:

@@ -29,7 +29,7 @@ from . import _files
 from ._endpoints import DEFAULT_UNIVERSE_DOMAIN, check_google_service
 from ._http import DEFAULT_TIMEOUT, Flow, checked_timeout, run_async, run_sync
 from ._info import credential_origin, optional_id, optional_str, relogin_fix, unreachable
-from ._protocol.rfc6749 import scopes_param, token_exchange, token_request
+from ._protocol.rfc6749 import parse_error, scopes_param, token_exchange, token_request
 from ._protocol.sts import basic_auth
 from ._retry import RetryPolicy
 from ._sender import resolve_request
@@ -267,8 +267,6 @@ class Credentials(Scoped):
         response = yield request
         assert response is not None
         if not 200 <= response.status < 300:
-            from ._protocol.rfc6749 import parse_error
-
             raise parse_error(response, request.endpoint, what="revocation")
         self._cache.invalidate(None)
 
